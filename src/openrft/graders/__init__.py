@@ -1,0 +1,126 @@
+"""The reward engine: `grade(spec, sample, item)` and `grade_batch(spec, samples, items)`.
+
+Specs come from `load_grader` (either dialect: OpenAI grader JSON, or SeekrFlow
+`reward_components`). Each grader type lives in its own module exposing
+`grade_batch(spec, samples, items, context) -> list[GradeResult]`; the literal dict below maps
+`type` to that module, imported on first use so loading the engine stays light (no torch here).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+import yaml
+
+from openrft.errors import Problem, SpecError
+from openrft.graders.context import GradeContext
+from openrft.graders.result import GradeResult, GraderErrors
+from openrft.graders.sample import Item, Sample
+from openrft.graders.spec import Grader, parse_grader
+
+__all__ = [
+    "GradeContext",
+    "GradeResult",
+    "Grader",
+    "GraderErrors",
+    "Item",
+    "Sample",
+    "grade",
+    "grade_batch",
+    "load_grader",
+    "load_grader_file",
+]
+
+MODULES: dict[str, str] = {
+    "string_check": "openrft.graders.string_check",
+    "text_similarity": "openrft.graders.text_similarity",
+    "score_model": "openrft.graders.model_grader",
+    "label_model": "openrft.graders.model_grader",
+    "python": "openrft.graders.python_grader",
+    "endpoint": "openrft.graders.endpoint",
+    "multi": "openrft.graders.multi",
+    "format_check": "openrft.graders.format_check",
+    "math_accuracy": "openrft.graders.math_accuracy",
+}
+
+BatchGrader = Callable[[Any, Sequence[Sample], Sequence[Item], GradeContext], list[GradeResult]]
+
+
+def _batch_grader(kind: str) -> BatchGrader:
+    fn: BatchGrader = importlib.import_module(MODULES[kind]).grade_batch
+    return fn
+
+
+def _as_sample(sample: Sample | str) -> Sample:
+    return sample if isinstance(sample, Sample) else Sample.from_text(sample)
+
+
+def grade_batch(
+    spec: Grader,
+    samples: Sequence[Sample | str],
+    items: Sequence[Item],
+    context: GradeContext | None = None,
+) -> list[GradeResult]:
+    """Grade `samples[i]` against `items[i]` for every i; one result per sample, never raises
+    for a bad sample (its failure is flagged in the result)."""
+    if len(samples) != len(items):
+        raise ValueError(f"{len(samples)} samples but {len(items)} items; pass one item per sample")
+    if not samples:
+        return []
+    started = perf_counter()
+    results = _batch_grader(spec.type)(
+        spec, [_as_sample(s) for s in samples], items, context or GradeContext()
+    )
+    share = (perf_counter() - started) / len(results)
+    for result in results:
+        if not result.metadata.execution_time:
+            result.metadata.execution_time = share
+    return results
+
+
+def grade(
+    spec: Grader, sample: Sample | str, item: Item, context: GradeContext | None = None
+) -> GradeResult:
+    """Grade one sample against one item."""
+    return grade_batch(spec, [sample], [item], context)[0]
+
+
+def load_grader(data: Any) -> Grader:
+    """Validate a spec in either dialect: an OpenAI grader, or a SeekrFlow object with
+    `reward_components` (compiled to the same `multi` grader tree)."""
+    if isinstance(data, Mapping) and "reward_components" in data:
+        from openrft.graders import seekr
+
+        return seekr.compile_reward_components(data)
+    if isinstance(data, Mapping) and "grader" in data and "type" not in data:
+        return parse_grader(data["grader"])
+    return parse_grader(data)
+
+
+def read_spec_file(path: str | Path) -> Any:
+    """Read a JSON or YAML file; syntax errors name the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([Problem(str(path), f"cannot read the file: {exc}")]) from None
+    try:
+        if path.suffix == ".json":
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError([Problem(f"{path}:{exc.lineno}", f"invalid JSON: {exc.msg}")]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise SpecError([Problem(where, f"invalid YAML: {exc}")]) from None
+
+
+def load_grader_file(path: str | Path) -> Grader:
+    """Load and validate a grader spec from a JSON or YAML file (either dialect)."""
+    return load_grader(read_spec_file(path))

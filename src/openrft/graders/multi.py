@@ -1,0 +1,76 @@
+"""`multi`: run every sub-grader over the batch, then combine per sample with `calculate_output`.
+
+Sub-graders run batch-wise (one sandbox batch, one burst of judge calls), not sample by sample.
+A sub-grader's error flags carry up to the multi result; a formula that fails to evaluate for a
+sample (say `log(0)`) scores that sample 0 with `formula_parse_error`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from openrft.errors import FormulaError
+from openrft.graders.context import GradeContext
+from openrft.graders.expression import parse
+from openrft.graders.result import GradeMetadata, GradeResult, GraderErrors
+from openrft.graders.sample import Item, Sample
+from openrft.graders.spec import MultiGrader
+
+
+def grade_batch(
+    spec: MultiGrader,
+    samples: Sequence[Sample],
+    items: Sequence[Item],
+    context: GradeContext,
+) -> list[GradeResult]:
+    from openrft.graders import grade_batch as dispatch
+
+    formula = parse(spec.calculate_output, set(spec.graders))
+    by_grader = {
+        key: dispatch(sub, samples, items, context=context) for key, sub in spec.graders.items()
+    }
+    return [
+        _combine(spec, formula, {key: results[i] for key, results in by_grader.items()})
+        for i in range(len(samples))
+    ]
+
+
+def _combine(spec: MultiGrader, formula: Any, parts: dict[str, GradeResult]) -> GradeResult:
+    errors = GraderErrors()
+    usage: dict[str, Any] = {}
+    for part in parts.values():
+        errors.merge(part.errors)
+        for model, tokens in part.model_grader_token_usage_per_model.items():
+            usage[model] = _add_usage(usage.get(model), tokens)
+    rewards = {key: part.reward for key, part in parts.items()}
+    try:
+        reward = formula.evaluate(rewards)
+    except FormulaError as exc:
+        errors.formula_parse_error = True
+        errors.other_error_details = errors.other_error_details or str(exc)
+        reward = 0.0
+    token_usage = [p.metadata.token_usage for p in parts.values() if p.metadata.token_usage]
+    return GradeResult(
+        reward=reward,
+        sub_rewards=rewards,
+        model_grader_token_usage_per_model=usage,
+        metadata=GradeMetadata(
+            name=spec.name,
+            type=spec.type,
+            execution_time=sum(p.metadata.execution_time for p in parts.values()),
+            scores={key: part.metadata.scores for key, part in parts.items()},
+            token_usage=sum(token_usage) if token_usage else None,
+            errors=errors,
+        ),
+    )
+
+
+def _add_usage(total: Any, more: Any) -> Any:
+    if total is None:
+        return dict(more) if isinstance(more, dict) else more
+    if isinstance(total, dict) and isinstance(more, dict):
+        return {k: total.get(k, 0) + more.get(k, 0) for k in {*total, *more}}
+    if isinstance(total, int | float) and isinstance(more, int | float):
+        return total + more
+    return more

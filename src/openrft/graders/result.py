@@ -1,0 +1,130 @@
+"""`GradeResult`: one sample's grade, shaped like OpenAI's grader run response.
+
+```json
+{"reward": 1.0, "sub_rewards": {}, "model_grader_token_usage_per_model": {},
+ "metadata": {"name": "...", "type": "string_check", "execution_time": 0.0001,
+              "scores": {}, "token_usage": null, "sampled_model_name": null,
+              "errors": {"formula_parse_error": false, ...}}}
+```
+
+A failure on one sample is recorded here (reward 0, the matching OpenAI flag set), not raised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ERROR_FLAGS = (
+    "formula_parse_error",
+    "invalid_variable_error",
+    "model_grader_parse_error",
+    "model_grader_refusal_error",
+    "model_grader_server_error",
+    "other_error",
+    "python_grader_runtime_error",
+    "python_grader_server_error",
+    "sample_parse_error",
+    "truncated_observation_error",
+    "unresponsive_reward_error",
+)
+"""OpenAI's boolean error flags, in the order of its API reference."""
+
+DETAIL_FIELDS = {
+    "model_grader_server_error": "model_grader_server_error_details",
+    "python_grader_runtime_error": "python_grader_runtime_error_details",
+    "python_grader_server_error": "python_grader_server_error_type",
+}
+"""Flags that carry a text field with the details (a trimmed traceback, a server message)."""
+
+
+class GraderErrors(BaseModel):
+    """OpenAI's `metadata.errors`: which kinds of failure happened while grading this sample."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    formula_parse_error: bool = False
+    invalid_variable_error: bool = False
+    model_grader_parse_error: bool = False
+    model_grader_refusal_error: bool = False
+    model_grader_server_error: bool = False
+    model_grader_server_error_details: str | None = None
+    other_error: bool = False
+    other_error_details: str | None = None
+    """OpenRFT extension: what the `other_error` was."""
+    python_grader_runtime_error: bool = False
+    python_grader_runtime_error_details: str | None = None
+    python_grader_server_error: bool = False
+    python_grader_server_error_type: str | None = None
+    sample_parse_error: bool = False
+    truncated_observation_error: bool = False
+    unresponsive_reward_error: bool = False
+    invalid_variable_error_details: str | None = None
+    """OpenRFT extension: which template variable was missing."""
+    python_grader_timeout_error: bool = False
+    """OpenRFT extension: the python grader ran past its time limit."""
+    python_grader_memory_error: bool = False
+    """OpenRFT extension: the python grader ran out of memory."""
+    python_grader_invalid_output_error: bool = False
+    """OpenRFT extension: `grade()` returned something that is not a finite number."""
+
+    def any(self) -> bool:
+        """True if any flag is set."""
+        return any(v is True for v in self.__dict__.values())
+
+    def flags(self) -> list[str]:
+        """The names of the flags that are set."""
+        return [k for k, v in self.__dict__.items() if v is True]
+
+    def merge(self, other: GraderErrors) -> None:
+        """Set every flag (and detail) that `other` has set; keep our own details if both have one."""
+        for key, value in other.__dict__.items():
+            if value is True or (value is not None and value is not False and not getattr(self, key)):
+                setattr(self, key, value)
+
+
+class GradeMetadata(BaseModel):
+    """OpenAI's `metadata`: who graded, how long it took, and what went wrong."""
+
+    name: str
+    type: str
+    execution_time: float = 0.0
+    """Seconds spent grading this sample (a batch's time shared evenly across its samples)."""
+    scores: dict[str, Any] = Field(default_factory=dict)
+    """Grader-specific details: a multi grader's sub-scores, a model grader's `steps`, …"""
+    token_usage: int | None = None
+    sampled_model_name: str | None = None
+    errors: GraderErrors = Field(default_factory=GraderErrors)
+
+
+class GradeResult(BaseModel):
+    """One sample's grade."""
+
+    reward: float
+    metadata: GradeMetadata
+    sub_rewards: dict[str, float] = Field(default_factory=dict)
+    model_grader_token_usage_per_model: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, name: str, type: str, reward: float, **scores: Any) -> GradeResult:
+        """A successful grade."""
+        return cls(reward=reward, metadata=GradeMetadata(name=name, type=type, scores=scores))
+
+    @classmethod
+    def failed(cls, name: str, type: str, flag: str, details: str | None = None) -> GradeResult:
+        """A failed grade: reward 0 with `flag` (one of `ERROR_FLAGS` or an extension) set."""
+        errors = GraderErrors()
+        setattr(errors, flag, True)
+        detail_field = DETAIL_FIELDS.get(flag, f"{flag}_details")
+        if details is not None and detail_field in GraderErrors.model_fields:
+            setattr(errors, detail_field, details)
+        return cls(reward=0.0, metadata=GradeMetadata(name=name, type=type, errors=errors))
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def errors(self) -> GraderErrors:
+        return self.metadata.errors

@@ -1,0 +1,449 @@
+"""Grader specs: pydantic models with OpenAI's class and field names, discriminated on `type`.
+
+OpenAI's grader types (`string_check`, `text_similarity`, `score_model`, `label_model`, `python`,
+`endpoint`, `multi`) plus two from SeekrFlow that OpenRFT also accepts anywhere a grader goes
+(`format_check`, `math_accuracy`). The documented forms are accepted alongside the SDK ones:
+`multi.graders` as a dict keyed by name or as a single grader, `neq` for `ne`, `pass_threshold`.
+
+`parse_grader(data)` validates a spec and raises `SpecError` listing every problem with its JSON
+path and what to do. Running the graders lives in the sibling modules; nothing here grades.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeAlias
+from urllib.parse import urlparse
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from openrft.errors import FormulaError, Problem, SpecError
+from openrft.graders import template
+
+MAX_PYTHON_SOURCE_BYTES = 256 * 1024
+"""OpenAI's limit on a python grader's source."""
+
+
+class SpecModel(BaseModel):
+    """Base of every spec: unknown keys are errors, every field documented."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+def _check_templates(value: str) -> str:
+    bad = template.malformed(value)
+    if bad:
+        raise ValueError(
+            f"{bad[0]!r} is not a valid template: use {{{{ sample.output_text }}}}, "
+            "{{ sample.output_json.key }} or {{ item.field }} (only `sample` and `item` exist)"
+        )
+    return value
+
+
+class StringCheckGrader(SpecModel):
+    """Compares two strings; reward 1 when the check passes, else 0."""
+
+    type: Literal["string_check"] = "string_check"
+    name: str
+    """Metric key for this grader, e.g. `exact_answer`."""
+    input: str
+    """Text to check; may hold templates such as `{{ sample.output_text }}`."""
+    reference: str
+    """Text to compare against, e.g. `{{ item.reference_answer }}`."""
+    operation: Literal["eq", "ne", "like", "ilike"]
+    """`eq`/`ne`: exact (in)equality; `like`: input contains reference; `ilike`: the same, ignoring
+    case. An empty input or reference never passes `like`/`ilike`. `neq` is accepted for `ne`."""
+
+    @field_validator("operation", mode="before")
+    @classmethod
+    def _neq(cls, value: Any) -> Any:
+        return "ne" if value == "neq" else value
+
+    _templates = field_validator("input", "reference")(_check_templates)
+
+
+TextMetric: TypeAlias = Literal[
+    "fuzzy_match",
+    "bleu",
+    "gleu",
+    "meteor",
+    "rouge_1",
+    "rouge_2",
+    "rouge_3",
+    "rouge_4",
+    "rouge_5",
+    "rouge_l",
+    "cosine",
+]
+
+
+class TextSimilarityGrader(SpecModel):
+    """Scores how similar two texts are, in [0, 1]."""
+
+    type: Literal["text_similarity"] = "text_similarity"
+    name: str
+    """Metric key for this grader."""
+    input: str
+    """The text being graded; may hold templates."""
+    reference: str
+    """The text graded against; may hold templates."""
+    evaluation_metric: TextMetric
+    """`fuzzy_match` (rapidfuzz ratio), `bleu`/`gleu`/`meteor` (nltk), `rouge_1`…`rouge_5`/`rouge_l`
+    (rouge-score F-measure), `cosine` (embedding cosine similarity)."""
+    pass_threshold: float | None = None
+    """Score at or above which the sample counts as passing (reported in `metadata.scores.passed`)."""
+
+    _templates = field_validator("input", "reference")(_check_templates)
+
+
+class InputText(SpecModel):
+    """A text content part."""
+
+    type: Literal["input_text"] = "input_text"
+    text: str
+    """The text; may hold templates."""
+
+
+class OutputText(SpecModel):
+    """An assistant text content part."""
+
+    type: Literal["output_text"] = "output_text"
+    text: str
+    """The text; may hold templates."""
+
+
+class InputImage(SpecModel):
+    """An image content part (passed through to judges that accept images)."""
+
+    type: Literal["input_image"] = "input_image"
+    image_url: str
+    """URL or data URL of the image; may hold templates."""
+    detail: str | None = None
+    """`high`, `low` or `auto`."""
+
+
+ContentPart: TypeAlias = Annotated[InputText | OutputText | InputImage, Field(discriminator="type")]
+
+
+class ModelInput(SpecModel):
+    """One chat message sent to a judge model."""
+
+    role: Literal["user", "assistant", "system", "developer"]
+    """Who says it."""
+    content: str | ContentPart | list[ContentPart]
+    """The message; text may hold templates."""
+    type: Literal["message"] | None = None
+    """Always `message` when given."""
+
+
+class SamplingParams(SpecModel):
+    """Sampling parameters passed through to the judge model."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    max_completions_tokens: int | None = Field(
+        default=None, validation_alias="max_completions_tokens", gt=0
+    )
+    """Maximum tokens the judge may generate (OpenAI's spelling; `max_completion_tokens` also works)."""
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    """Reasoning effort for reasoning judges."""
+    seed: int | None = None
+    """Sampling seed."""
+    temperature: float | None = Field(default=None, ge=0)
+    """Sampling temperature."""
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    """Nucleus sampling mass."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _alias(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "max_completion_tokens" in data:
+            data = dict(data)
+            data.setdefault("max_completions_tokens", data.pop("max_completion_tokens"))
+        return data
+
+
+class ScoreModelGrader(SpecModel):
+    """Asks a judge model for a numeric score (`{result, steps}` structured output)."""
+
+    type: Literal["score_model"] = "score_model"
+    name: str
+    """Metric key for this grader."""
+    model: str
+    """Judge model name; its endpoint is configured per name (see the outside-graders docs)."""
+    input: list[ModelInput] = Field(min_length=1)
+    """Messages sent to the judge; may hold templates."""
+    range: list[float] | None = None
+    """`[min, max]` of the score; the score is clamped to it. Defaults to `[0, 1]`."""
+    sampling_params: SamplingParams | None = None
+    """Passed through to the judge."""
+    pass_threshold: float | None = None
+    """Score at or above which the sample counts as passing."""
+
+    @field_validator("range")
+    @classmethod
+    def _range(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and (len(value) != 2 or not value[0] < value[1]):
+            raise ValueError("range must be two numbers [min, max] with min < max, e.g. [0, 1]")
+        return value
+
+
+class LabelModelGrader(SpecModel):
+    """Asks a judge model to pick a label; reward 1 when the label is a passing one."""
+
+    type: Literal["label_model"] = "label_model"
+    name: str
+    """Metric key for this grader."""
+    model: str
+    """Judge model name."""
+    input: list[ModelInput] = Field(min_length=1)
+    """Messages sent to the judge; may hold templates."""
+    labels: list[str] = Field(min_length=1)
+    """The labels the judge may assign."""
+    passing_labels: list[str] = Field(min_length=1)
+    """Labels that count as passing; a subset of `labels`."""
+
+    @model_validator(mode="after")
+    def _subset(self) -> LabelModelGrader:
+        extra = [label for label in self.passing_labels if label not in self.labels]
+        if extra:
+            raise ValueError(
+                f"passing_labels {extra} are not in labels {self.labels}: add them to labels"
+            )
+        return self
+
+
+class PythonGrader(SpecModel):
+    """Runs the user's `def grade(sample, item) -> float` in the sandbox."""
+
+    type: Literal["python"] = "python"
+    name: str
+    """Metric key for this grader."""
+    source: str
+    """Python source defining `grade(sample: dict, item: dict) -> float` (at most 256 KB)."""
+    image_tag: str | None = None
+    """Accepted for OpenAI compatibility; OpenRFT runs one runtime (`openrft[grader-runtime]`)."""
+    pass_threshold: float | None = None
+    """Score at or above which the sample counts as passing."""
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        size = len(value.encode())
+        if size > MAX_PYTHON_SOURCE_BYTES:
+            raise ValueError(f"source is {size} bytes; the limit is {MAX_PYTHON_SOURCE_BYTES}")
+        try:
+            tree = ast.parse(value)
+        except SyntaxError as exc:
+            raise ValueError(f"source does not parse: line {exc.lineno}: {exc.msg}") from None
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name == "grade":
+                n_args = len(node.args.posonlyargs) + len(node.args.args)
+                if n_args < 2 and node.args.vararg is None:
+                    raise ValueError("`grade` must take two arguments: def grade(sample, item)")
+                return value
+        raise ValueError("source must define a top-level `def grade(sample, item) -> float`")
+
+
+class EndpointGrader(SpecModel):
+    """POSTs `{sample, item, trace_id}` to your HTTP endpoint, which answers `{"score": float}`."""
+
+    type: Literal["endpoint"] = "endpoint"
+    name: str
+    """Metric key for this grader."""
+    url: str
+    """http(s) URL of the grading endpoint."""
+    headers: dict[str, str] | None = None
+    """Extra request headers (e.g. `Authorization`); `${ENV_VAR}` is replaced from the environment."""
+    rate_limit: float | None = Field(default=None, gt=0)
+    """Most requests per second sent to the endpoint (unlimited when absent)."""
+    pass_threshold: float | None = None
+    """Score at or above which the sample counts as passing."""
+    timeout: float = Field(default=30.0, gt=0)
+    """Seconds to wait for one response before retrying (OpenRFT extension)."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"url must be an http(s) URL such as https://host/grade, got {value!r}")
+        return value
+
+
+class FormatCheckGrader(SpecModel):
+    """SeekrFlow's format reward: 1 when the output is `<think>…</think><answer>…</answer>`."""
+
+    type: Literal["format_check"] = "format_check"
+    name: str = "format_check"
+    """Metric key for this grader."""
+    input: str = "{{ sample.output_text }}"
+    """Text to check."""
+
+    _templates = field_validator("input")(_check_templates)
+
+
+class MathAccuracyGrader(SpecModel):
+    """SeekrFlow's math grader: 1 when the answer is mathematically equal to the reference."""
+
+    type: Literal["math_accuracy"] = "math_accuracy"
+    name: str = "math_accuracy"
+    """Metric key for this grader."""
+    input: str = "{{ sample.output_answer }}"
+    """The model's answer: `\\boxed{}`, fractions, LaTeX or plain numbers."""
+    reference: str = "{{ item.reference_answer }}"
+    """The correct answer."""
+
+    _templates = field_validator("input", "reference")(_check_templates)
+
+
+LeafGrader: TypeAlias = Annotated[
+    StringCheckGrader
+    | TextSimilarityGrader
+    | ScoreModelGrader
+    | LabelModelGrader
+    | PythonGrader
+    | EndpointGrader
+    | FormatCheckGrader
+    | MathAccuracyGrader,
+    Field(discriminator="type"),
+]
+
+
+class MultiGrader(SpecModel):
+    """Runs several graders and combines their rewards with `calculate_output`."""
+
+    type: Literal["multi"] = "multi"
+    name: str
+    """Metric key for this grader."""
+    graders: dict[str, Grader]
+    """Sub-graders keyed by the name the formula uses. A single grader (the SDK form) is keyed by
+    its own `name`."""
+    calculate_output: str
+    """Formula over the sub-graders' names: `+ - * / ^`, numbers, parentheses and
+    `min max abs floor ceil exp sqrt log`. E.g. `0.9 * correct + 0.1 * format`."""
+
+    @field_validator("graders", mode="before")
+    @classmethod
+    def _single(cls, value: Any) -> Any:
+        if isinstance(value, Mapping) and "type" in value and isinstance(value["type"], str):
+            return {str(value.get("name", value["type"])): value}
+        return value
+
+    @field_validator("graders")
+    @classmethod
+    def _non_empty(cls, value: dict[str, Grader]) -> dict[str, Grader]:
+        if not value:
+            raise ValueError("a multi grader needs at least one sub-grader")
+        return value
+
+    @model_validator(mode="after")
+    def _formula(self) -> MultiGrader:
+        from openrft.graders import expression
+
+        try:
+            expression.parse(self.calculate_output, set(self.graders))
+        except FormulaError as exc:
+            raise ValueError(f"formula_parse_error: {exc}") from None
+        return self
+
+
+Grader: TypeAlias = Annotated[LeafGrader | MultiGrader, Field(discriminator="type")]
+
+GRADER_TYPES: dict[str, type[SpecModel]] = {
+    "string_check": StringCheckGrader,
+    "text_similarity": TextSimilarityGrader,
+    "score_model": ScoreModelGrader,
+    "label_model": LabelModelGrader,
+    "python": PythonGrader,
+    "endpoint": EndpointGrader,
+    "multi": MultiGrader,
+    "format_check": FormatCheckGrader,
+    "math_accuracy": MathAccuracyGrader,
+}
+
+_ADAPTER: TypeAdapter[Grader] = TypeAdapter(Grader)
+
+
+def parse_grader(data: Any) -> Grader:
+    """Validate an OpenAI-dialect grader spec; raise `SpecError` with every problem."""
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise SpecError(problems_from(exc, data), "invalid grader spec") from None
+
+
+def problems_from(exc: ValidationError, data: Any, root: str = "$") -> list[Problem]:
+    """Turn pydantic errors into `Problem`s with JSON paths and advice."""
+    problems = []
+    for error in exc.errors():
+        path, parent = _json_path(error["loc"], data, root)
+        problems.append(Problem(path, _advice(error, parent)))
+    return problems
+
+
+def _json_path(loc: tuple[int | str, ...], data: Any, root: str) -> tuple[str, Any]:
+    """Walk `loc` through `data`, dropping pydantic's union-tag segments that are not real keys.
+
+    Returns the JSON path and the object holding the last key (for "did you mean" hints)."""
+    path, node, parent = root, data, None
+    for part in loc:
+        if isinstance(node, Mapping) and part in node:
+            parent, node = node, node[part]
+            path += f".{part}" if str(part).isidentifier() else f"[{str(part)!r}]"
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            parent, node = node, node[part]
+            path += f"[{part}]"
+        elif isinstance(node, Mapping) and part not in node and not _is_tag(part):
+            path += f".{part}" if str(part).isidentifier() else f"[{str(part)!r}]"
+            parent, node = node, None
+    return path, parent
+
+
+def _is_tag(part: int | str) -> bool:
+    return isinstance(part, str) and (
+        part in GRADER_TYPES or part in ("input_text", "output_text", "input_image")
+        or part.startswith(("list[", "str", "function-"))
+    )
+
+
+def _advice(error: Any, parent: Any) -> str:
+    kind, loc, msg = error["type"], error["loc"], error["msg"]
+    field = str(loc[-1]) if loc else ""
+    if kind == "extra_forbidden":
+        return f"unknown key {field!r}{_did_you_mean(field, parent)}; remove it or fix its name"
+    if kind == "missing":
+        return f"required key {field!r} is missing; add it"
+    if kind == "union_tag_invalid":
+        tag = error.get("ctx", {}).get("tag", "?")
+        hint = difflib.get_close_matches(str(tag), GRADER_TYPES, n=1)
+        did = f" (did you mean {hint[0]!r}?)" if hint else ""
+        return f"unknown grader type {tag!r}{did}; use one of {', '.join(GRADER_TYPES)}"
+    if kind == "union_tag_not_found":
+        return "every grader needs a `type`, e.g. \"type\": \"string_check\""
+    if kind == "literal_error":
+        return f"{msg.replace('Input should be', 'must be')}"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    return msg
+
+
+def _did_you_mean(field: str, parent: Any) -> str:
+    if not isinstance(parent, Mapping):
+        return ""
+    model = GRADER_TYPES.get(str(parent.get("type")))
+    if model is None:
+        return ""
+    hint = difflib.get_close_matches(field, model.model_fields, n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
+
