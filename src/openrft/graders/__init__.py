@@ -19,7 +19,7 @@ import yaml
 
 from openrft.errors import Problem, SpecError
 from openrft.graders.context import GradeContext
-from openrft.graders.result import GradeResult, GraderErrors
+from openrft.graders.result import GraderErrors, GradeResult
 from openrft.graders.sample import Item, Sample
 from openrft.graders.spec import Grader, parse_grader
 

@@ -13,7 +13,7 @@ from typing import Any
 from openrft.errors import FormulaError
 from openrft.graders.context import GradeContext
 from openrft.graders.expression import parse
-from openrft.graders.result import GradeMetadata, GradeResult, GraderErrors
+from openrft.graders.result import GradeMetadata, GraderErrors, GradeResult
 from openrft.graders.sample import Item, Sample
 from openrft.graders.spec import MultiGrader
 

@@ -78,9 +78,11 @@ class GraderErrors(BaseModel):
         return [k for k, v in self.__dict__.items() if v is True]
 
     def merge(self, other: GraderErrors) -> None:
-        """Set every flag (and detail) that `other` has set; keep our own details if both have one."""
+        """Set every flag and detail `other` has set; keep our own details if both have one."""
         for key, value in other.__dict__.items():
-            if value is True or (value is not None and value is not False and not getattr(self, key)):
+            if value is True or (
+                value is not None and value is not False and not getattr(self, key)
+            ):
                 setattr(self, key, value)
 
 

@@ -20,7 +20,7 @@ _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 
 def extract_answer(text: str) -> str:
-    """The stripped content of the last `<answer>` tag, or the whole stripped text if there is none."""
+    """The stripped content of the last `<answer>` tag, else the whole stripped text."""
     found = _ANSWER.findall(text)
     return found[-1].strip() if found else text.strip()
 

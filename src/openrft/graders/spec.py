@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -101,7 +102,7 @@ class TextSimilarityGrader(SpecModel):
     """`fuzzy_match` (rapidfuzz ratio), `bleu`/`gleu`/`meteor` (nltk), `rouge_1`…`rouge_5`/`rouge_l`
     (rouge-score F-measure), `cosine` (embedding cosine similarity)."""
     pass_threshold: float | None = None
-    """Score at or above which the sample counts as passing (reported in `metadata.scores.passed`)."""
+    """Score at or above which a sample passes (reported in `metadata.scores.passed`)."""
 
     _templates = field_validator("input", "reference")(_check_templates)
 
@@ -154,7 +155,7 @@ class SamplingParams(SpecModel):
     max_completions_tokens: int | None = Field(
         default=None, validation_alias="max_completions_tokens", gt=0
     )
-    """Maximum tokens the judge may generate (OpenAI's spelling; `max_completion_tokens` also works)."""
+    """Most tokens the judge may generate (OpenAI's spelling; `max_completion_tokens` works too)."""
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
     """Reasoning effort for reasoning judges."""
     seed: int | None = None
@@ -264,7 +265,7 @@ class EndpointGrader(SpecModel):
     url: str
     """http(s) URL of the grading endpoint."""
     headers: dict[str, str] | None = None
-    """Extra request headers (e.g. `Authorization`); `${ENV_VAR}` is replaced from the environment."""
+    """Extra request headers (e.g. `Authorization`); `${ENV_VAR}` is read from the environment."""
     rate_limit: float | None = Field(default=None, gt=0)
     """Most requests per second sent to the endpoint (unlimited when absent)."""
     pass_threshold: float | None = None
@@ -277,7 +278,9 @@ class EndpointGrader(SpecModel):
     def _url(cls, value: str) -> str:
         parsed = urlparse(value)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ValueError(f"url must be an http(s) URL such as https://host/grade, got {value!r}")
+            raise ValueError(
+                f"url must be an http(s) URL such as https://host/grade, got {value!r}"
+            )
         return value
 
 
@@ -347,15 +350,19 @@ class MultiGrader(SpecModel):
             raise ValueError("a multi grader needs at least one sub-grader")
         return value
 
-    @model_validator(mode="after")
-    def _formula(self) -> MultiGrader:
+    @field_validator("calculate_output")
+    @classmethod
+    def _formula(cls, value: str, info: ValidationInfo) -> str:
         from openrft.graders import expression
 
+        graders = info.data.get("graders")
+        if graders is None:  # the graders failed validation; that error is reported instead
+            return value
         try:
-            expression.parse(self.calculate_output, set(self.graders))
+            expression.parse(value, set(graders))
         except FormulaError as exc:
             raise ValueError(f"formula_parse_error: {exc}") from None
-        return self
+        return value
 
 
 Grader: TypeAlias = Annotated[LeafGrader | MultiGrader, Field(discriminator="type")]
@@ -396,7 +403,8 @@ def _json_path(loc: tuple[int | str, ...], data: Any, root: str) -> tuple[str, A
     """Walk `loc` through `data`, dropping pydantic's union-tag segments that are not real keys.
 
     Returns the JSON path and the object holding the last key (for "did you mean" hints)."""
-    path, node, parent = root, data, None
+    path, node = root, data
+    parent: Any = None
     for part in loc:
         if isinstance(node, Mapping) and part in node:
             parent, node = node, node[part]
@@ -412,13 +420,15 @@ def _json_path(loc: tuple[int | str, ...], data: Any, root: str) -> tuple[str, A
 
 def _is_tag(part: int | str) -> bool:
     return isinstance(part, str) and (
-        part in GRADER_TYPES or part in ("input_text", "output_text", "input_image")
+        part in GRADER_TYPES
+        or part in ("input_text", "output_text", "input_image")
         or part.startswith(("list[", "str", "function-"))
     )
 
 
 def _advice(error: Any, parent: Any) -> str:
-    kind, loc, msg = error["type"], error["loc"], error["msg"]
+    kind, loc = error["type"], error["loc"]
+    msg: str = error["msg"]
     field = str(loc[-1]) if loc else ""
     if kind == "extra_forbidden":
         return f"unknown key {field!r}{_did_you_mean(field, parent)}; remove it or fix its name"
@@ -430,9 +440,9 @@ def _advice(error: Any, parent: Any) -> str:
         did = f" (did you mean {hint[0]!r}?)" if hint else ""
         return f"unknown grader type {tag!r}{did}; use one of {', '.join(GRADER_TYPES)}"
     if kind == "union_tag_not_found":
-        return "every grader needs a `type`, e.g. \"type\": \"string_check\""
+        return 'every grader needs a `type`, e.g. "type": "string_check"'
     if kind == "literal_error":
-        return f"{msg.replace('Input should be', 'must be')}"
+        return msg.replace("Input should be", "must be")
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
     return msg
@@ -446,4 +456,3 @@ def _did_you_mean(field: str, parent: Any) -> str:
         return ""
     hint = difflib.get_close_matches(field, model.model_fields, n=1)
     return f" (did you mean {hint[0]!r}?)" if hint else ""
-

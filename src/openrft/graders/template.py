@@ -17,7 +17,9 @@ from openrft.errors import TemplateError
 
 _SEGMENT = r"(?:\.[A-Za-z_][\w\-]*|\[\s*\d+\s*\]|\[\s*\"[^\"]*\"\s*\]|\[\s*'[^']*'\s*\])"
 _VARIABLE = re.compile(r"\{\{\s*(sample|item)((?:" + _SEGMENT + r")*)\s*\}\}")
-_PARTS = re.compile(r"\.([A-Za-z_][\w\-]*)|\[\s*(\d+)\s*\]|\[\s*\"([^\"]*)\"\s*\]|\[\s*'([^']*)'\s*\]")
+_PARTS = re.compile(
+    r"\.([A-Za-z_][\w\-]*)|\[\s*(\d+)\s*\]|\[\s*\"([^\"]*)\"\s*\]|\[\s*'([^']*)'\s*\]"
+)
 _ANY_BRACES = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 
 Path = tuple[str | int, ...]

@@ -1,0 +1,23 @@
+"""`openrft` command line: thin shells over the library; errors become exit codes only here.
+
+Exit codes: 0 success, 1 the command ran and found something wrong (e.g. an audit flagged a
+probe), 2 invalid input (every problem printed).
+"""
+
+from __future__ import annotations
+
+import typer
+
+from openrft.cli import graders
+
+app = typer.Typer(
+    name="openrft",
+    help="OpenRFT: reinforcement fine-tuning with OpenAI- and SeekrFlow-compatible graders.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(graders.app, name="graders")
+
+
+def main() -> None:
+    app()

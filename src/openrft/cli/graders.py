@@ -1,0 +1,142 @@
+"""`openrft graders validate|run|audit`: the grader engine from the shell.
+
+SPEC is a JSON or YAML file in either dialect (OpenAI grader, or SeekrFlow `reward_components`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from openrft.errors import DatasetError, OpenRFTError, Problem, ProblemsError
+from openrft.graders import Sample, grade, load_grader_file
+from openrft.graders.audit import AuditReport, AuditRow, audit
+
+app = typer.Typer(help="Validate, run and audit graders.", no_args_is_help=True)
+err = Console(stderr=True)
+
+SpecArg = Annotated[Path, typer.Argument(help="Grader spec, JSON or YAML, either dialect.")]
+
+
+def fail(exc: OpenRFTError) -> typer.Exit:
+    """Print every problem and return the exit to raise (code 2: invalid input)."""
+    if isinstance(exc, ProblemsError):
+        err.print(f"[red]error:[/red] {str(exc).splitlines()[0]}", highlight=False)
+        for problem in exc.problems:
+            err.print(f"  {problem}", highlight=False, markup=False)
+    else:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+    return typer.Exit(2)
+
+
+def _arg_text(value: str) -> str:
+    """`@path` reads the file; anything else is the text itself."""
+    if value.startswith("@"):
+        try:
+            return Path(value[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DatasetError([Problem(value[1:], f"cannot read: {exc}")]) from None
+    return value
+
+
+def _arg_json(value: str, what: str) -> Any:
+    text = _arg_text(value)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = value[1:] if value.startswith("@") else f"--{what}"
+        raise DatasetError([Problem(f"{where}:{exc.lineno}", f"invalid JSON: {exc.msg}")]) from None
+
+
+@app.command()
+def validate(spec: SpecArg) -> None:
+    """Check a grader spec; print the normalized JSON (exit 0) or every problem (exit 2)."""
+    try:
+        grader = load_grader_file(spec)
+    except OpenRFTError as exc:
+        raise fail(exc) from None
+    typer.echo(json.dumps(grader.model_dump(mode="json", exclude_none=True), indent=2))
+
+
+@app.command()
+def run(
+    spec: SpecArg,
+    sample: Annotated[str, typer.Option(help="Model output text, or @file.")],
+    item: Annotated[str, typer.Option(help="Item JSON object, or @file.json.")] = "{}",
+    tools: Annotated[str | None, typer.Option(help="output_tools JSON list, or @file.")] = None,
+) -> None:
+    """Grade one sample; print OpenAI's grader run response JSON."""
+    try:
+        grader = load_grader_file(spec)
+        item_value = _arg_json(item, "item")
+        tool_calls = _arg_json(tools, "tools") if tools else None
+        if not isinstance(item_value, dict):
+            raise DatasetError([Problem("--item", "must be a JSON object, e.g. '{\"a\": 1}'")])
+        result = grade(grader, Sample.from_text(_arg_text(sample), tool_calls), item_value)
+    except OpenRFTError as exc:
+        raise fail(exc) from None
+    typer.echo(result.model_dump_json(indent=2))
+
+
+@app.command("audit")
+def audit_command(
+    spec: SpecArg,
+    data: Annotated[Path, typer.Option(help="Chat-format JSONL dataset to probe against.")],
+    threshold: Annotated[
+        float, typer.Option(help="Mean reward at which a probe is flagged.")
+    ] = 0.5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Score adversarial completions (empty, prompt echo, all answers, …) on every row.
+
+    Exit 1 when a probe earns a high reward, so CI can gate on it."""
+    try:
+        grader = load_grader_file(spec)
+        report = audit(grader, read_audit_rows(data), threshold)
+    except OpenRFTError as exc:
+        raise fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(_report_json(report), indent=2))
+    else:
+        _print_report(report)
+    if report.flagged:
+        raise typer.Exit(1)
+
+
+def read_audit_rows(path: Path) -> list[AuditRow]:
+    from openrft.data import load_dataset
+
+    return [AuditRow(messages=row.messages, item=dict(row.item)) for row in load_dataset(path)]
+
+
+def _report_json(report: AuditReport) -> dict[str, Any]:
+    return {
+        "rows": report.rows,
+        "threshold": report.threshold,
+        "probes": [vars(p) for p in report.probes],
+    }
+
+
+def _print_report(report: AuditReport) -> None:
+    out = Console()
+    table = Table(title=f"Reward-hacking audit: {report.rows} rows, flag at ≥ {report.threshold}")
+    for column in ("probe", "mean reward", "max", "pass rate", ""):
+        table.add_column(column)
+    for p in report.probes:
+        mark = "[red]HIGH[/red]" if p.flagged else "[green]ok[/green]"
+        table.add_row(
+            p.description, f"{p.mean_reward:.3f}", f"{p.max_reward:.3f}", f"{p.pass_rate:.0%}", mark
+        )
+    out.print(table)
+    for p in report.flagged:
+        for warning in p.warnings:
+            out.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    if not report.flagged:
+        out.print("No probe earned a high reward.")
+    sys.stdout.flush()
