@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from openrft.cli import graders
+from openrft.cli.serve_model import serve_model
 
 app = typer.Typer(
     name="openrft",
@@ -17,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(graders.app, name="graders")
+app.command("serve-model")(serve_model)
 
 
 def main() -> None:

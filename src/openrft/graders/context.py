@@ -17,6 +17,6 @@ class GradeContext:
     owner: str = "local"
     """Project or user the grading is for; a sandbox worker never serves two owners."""
     judges: dict[str, Any] = field(default_factory=dict)
-    """Judge endpoint settings per model name (see `graders/model_grader.py`)."""
+    """Judge endpoint settings per model name (see `graders/judges.py`)."""
     options: dict[str, Any] = field(default_factory=dict)
     """Further per-grader-kind settings (sandbox limits, embedding endpoint, …)."""

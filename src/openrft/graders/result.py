@@ -60,6 +60,8 @@ class GraderErrors(BaseModel):
     sample_parse_error: bool = False
     truncated_observation_error: bool = False
     unresponsive_reward_error: bool = False
+    unresponsive_reward_error_details: str | None = None
+    """OpenRFT extension: why the endpoint grader got no usable answer (after its retries)."""
     invalid_variable_error_details: str | None = None
     """OpenRFT extension: which template variable was missing."""
     python_grader_timeout_error: bool = False

@@ -1,0 +1,210 @@
+"""Backends that answer chat completions with a real model: transformers, or vLLM when installed.
+
+`TransformersBackend` loads a Hugging Face model directory (or hub id already in the local cache)
+or an OpenRFT/TRL LoRA checkpoint (a directory with `adapter_config.json`: its base model is
+loaded, the adapter merged in). It renders the tokenizer's chat template (a plain `role: text`
+layout when there is none), samples with `temperature`/`top_p` (greedy at temperature 0), honours
+`n`, `seed`, `stop` and the token limit, and counts tokens for `usage`. JSON `response_format`s are
+asked for by prompting only: decoding is not constrained, so a small model may still answer
+something else. Requests are answered one at a time (generation holds a lock; it is CPU-bound).
+
+`VLLMBackend` does the same through `vllm.LLM` for full model directories; it is chosen by
+`load_backend(..., kind="auto")` only when vLLM is importable and the checkpoint is not an adapter.
+Importing this module does not import torch; building a backend does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+from openrft.errors import ConfigError, Problem
+from openrft.serving.schemas import ChatRequest, Choice, Completion
+
+DEFAULT_MAX_TOKENS = 256
+"""Generation limit when a request gives none."""
+
+
+class Backend(Protocol):
+    """What the app needs from a backend."""
+
+    name: str
+    """The model name reported in `/v1/models` and in every response."""
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """Answer one chat completion request."""
+        ...
+
+
+def is_adapter(path: Path) -> bool:
+    """True for a LoRA checkpoint directory (what OpenRFT saves when training with LoRA)."""
+    return (path / "adapter_config.json").is_file()
+
+
+def load_model(path: str | Path) -> tuple[Any, Any]:
+    """`(model, tokenizer)` for a model directory, hub id, or LoRA checkpoint (merged)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = Path(path)
+    if not is_adapter(source):
+        if not source.exists() and Path(str(path)).is_absolute():
+            raise ConfigError([Problem(str(path), "no such model directory")])
+        model: Any = AutoModelForCausalLM.from_pretrained(str(path))
+        return model.eval(), AutoTokenizer.from_pretrained(str(path))
+    from peft import PeftModel
+
+    config = json.loads((source / "adapter_config.json").read_text(encoding="utf-8"))
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise ConfigError(
+            [Problem(f"{source}/adapter_config.json", "has no base_model_name_or_path")]
+        )
+    model = AutoModelForCausalLM.from_pretrained(base)
+    model = PeftModel.from_pretrained(model, str(source)).merge_and_unload()
+    has_tokenizer = any(source.glob("tokenizer*"))
+    return model.eval(), AutoTokenizer.from_pretrained(str(source if has_tokenizer else base))
+
+
+def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """The prompt text: the tokenizer's chat template, or `role: text` lines without one."""
+    if getattr(tokenizer, "chat_template", None):
+        text: str = tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+        return text
+    lines = [f"{m['role']}: {m['content']}" for m in messages]
+    return "\n".join([*lines, "assistant:"])
+
+
+def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    """`text` up to the earliest stop string, and whether one was found."""
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+class TransformersBackend:
+    """Runs generation with transformers on the CPU (or wherever the model was loaded)."""
+
+    def __init__(
+        self, path: str | Path, name: str | None = None, max_tokens: int = DEFAULT_MAX_TOKENS
+    ) -> None:
+        self.model, self.tokenizer = load_model(path)
+        self.name = name or Path(str(path)).name
+        self.max_tokens = max_tokens
+        self._lock = threading.Lock()
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """Generate in a worker thread so the server keeps answering `/health` meanwhile."""
+        return await asyncio.to_thread(self._locked_generate, request)
+
+    def _locked_generate(self, request: ChatRequest) -> Completion:
+        with self._lock:
+            return self.generate(request)
+
+    def generate(self, request: ChatRequest) -> Completion:
+        """Answer one request (blocking)."""
+        import torch
+
+        prompt = render_prompt(self.tokenizer, request.plain_messages())
+        encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        prompt_len = int(encoded["input_ids"].shape[1])
+        greedy = request.temperature == 0
+        if request.seed is not None:
+            torch.manual_seed(request.seed)
+        with torch.no_grad():
+            output = self.model.generate(
+                **encoded,
+                **self._sampling(request, greedy),
+                max_new_tokens=request.token_limit(self.max_tokens),
+            )
+        choices, used = [], 0
+        for row in output[:, prompt_len:].tolist():
+            choice, count = self._choice(row, request.stops())
+            choices.append(choice)
+            used += count
+        if greedy:  # greedy decoding gives one answer; `n` copies of it
+            choices, used = choices * request.n, used * request.n
+        return Completion(choices, prompt_len, used)
+
+    def _sampling(self, request: ChatRequest, greedy: bool) -> dict[str, Any]:
+        pad = self.tokenizer.pad_token_id
+        settings: dict[str, Any] = {
+            "pad_token_id": pad if pad is not None else self.tokenizer.eos_token_id,
+            "eos_token_id": self.tokenizer.eos_token_id,
+        }
+        if greedy:
+            return {**settings, "do_sample": False}
+        settings.update(do_sample=True, num_return_sequences=request.n)
+        settings["temperature"] = 1.0 if request.temperature is None else request.temperature
+        settings["top_p"] = 1.0 if request.top_p is None else request.top_p
+        return settings
+
+    def _choice(self, tokens: list[int], stops: list[str]) -> tuple[Choice, int]:
+        eos = self.tokenizer.eos_token_id
+        ended = eos in tokens
+        kept = tokens[: tokens.index(eos)] if ended else tokens
+        text = self.tokenizer.decode(kept, skip_special_tokens=True)
+        text, stopped = cut_at_stop(text, stops)
+        finish = "stop" if ended or stopped else "length"
+        return Choice(text, finish), len(kept) + int(ended)
+
+
+class VLLMBackend:
+    """Runs generation with vLLM (full model directories only; adapters use transformers)."""
+
+    def __init__(
+        self, path: str | Path, name: str | None = None, max_tokens: int = DEFAULT_MAX_TOKENS
+    ) -> None:
+        from vllm import LLM
+
+        self.llm = LLM(model=str(path))
+        self.name = name or Path(str(path)).name
+        self.max_tokens = max_tokens
+        self._lock = threading.Lock()
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """Generate in a worker thread (vLLM's offline engine is synchronous)."""
+        return await asyncio.to_thread(self.generate, request)
+
+    def generate(self, request: ChatRequest) -> Completion:
+        """Answer one request (blocking)."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            n=request.n,
+            temperature=1.0 if request.temperature is None else request.temperature,
+            top_p=request.top_p or 1.0,
+            max_tokens=request.token_limit(self.max_tokens),
+            seed=request.seed,
+            stop=request.stops() or None,
+        )
+        with self._lock:
+            result = self.llm.chat(request.plain_messages(), params, use_tqdm=False)[0]
+        choices = [
+            Choice(o.text, "length" if o.finish_reason == "length" else "stop")
+            for o in result.outputs
+        ]
+        used = sum(len(o.token_ids) for o in result.outputs)
+        return Completion(choices, len(result.prompt_token_ids), used)
+
+
+def load_backend(
+    path: str | Path,
+    kind: str = "auto",
+    name: str | None = None,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> Backend:
+    """Build the backend for a model: `kind` is `transformers`, `vllm`, or `auto` (vLLM when it
+    is installed and the checkpoint is not a LoRA adapter)."""
+    if kind not in ("auto", "transformers", "vllm"):
+        raise ConfigError([Problem("--backend", f"{kind!r} is not auto, transformers or vllm")])
+    vllm_ok = importlib.util.find_spec("vllm") is not None
+    if kind == "vllm" and not vllm_ok:
+        raise ConfigError([Problem("--backend", "vllm is not installed; use transformers")])
+    if kind == "vllm" or (kind == "auto" and vllm_ok and not is_adapter(Path(path))):
+        return VLLMBackend(path, name, max_tokens)
+    return TransformersBackend(path, name, max_tokens)
