@@ -12,7 +12,8 @@ OpenRFTError
 ├── DatasetError              a dataset file has problems (every problem, each with its line)
 ├── ConfigError               a job config is invalid (every problem, each with its JSON path)
 ├── MissingResourceError      an optional resource is not installed (WordNet, an embedding model)
-└── SandboxError              the python-grader sandbox cannot run code safely here
+├── SandboxError              the python-grader sandbox cannot run code safely here
+└── GradingError              too many samples failed to grade (error rate above threshold)
 ```
 """
 
@@ -73,3 +74,7 @@ class MissingResourceError(OpenRFTError):
 
 class SandboxError(OpenRFTError):
     """The python-grader sandbox cannot run code safely on this machine."""
+
+
+class GradingError(OpenRFTError):
+    """Too many samples failed to grade (the error rate passed its threshold)."""

@@ -65,3 +65,42 @@ def test_run_with_bad_item_json_is_exit_2() -> None:
     )
     assert result.exit_code == 2
     assert "invalid JSON" in result.stderr
+
+
+def test_audit_flags_a_hackable_grader_with_exit_1() -> None:
+    result = runner.invoke(
+        app,
+        [
+            "graders", "audit", str(EXAMPLES / "contains_answer.json"),
+            "--data", str(EXAMPLES / "arithmetic.jsonl"), "--json",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    flagged = {p["probe"] for p in report["probes"] if p["flagged"]}
+    assert "all_references" in flagged
+    assert "empty" not in flagged
+    assert report["rows"] == 12
+
+
+def test_audit_passes_a_sound_grader(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "graders", "audit", str(EXAMPLES / "multi_answer.yaml"),
+            "--data", str(EXAMPLES / "arithmetic.jsonl"),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "No probe earned a high reward." in result.stdout
+
+
+def test_audit_bad_dataset_lists_lines_with_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": []}\nnot json\n')
+    result = runner.invoke(
+        app, ["graders", "audit", str(EXAMPLES / "contains_answer.json"), "--data", str(bad)]
+    )
+    assert result.exit_code == 2
+    assert f"{bad}:1" in result.stderr
+    assert f"{bad}:2" in result.stderr

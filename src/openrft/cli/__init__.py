@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from openrft.cli import graders
+from openrft.cli import data, graders
 from openrft.cli.serve_model import serve_model
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(graders.app, name="graders")
+app.add_typer(data.app, name="data")
 app.command("serve-model")(serve_model)
 
 

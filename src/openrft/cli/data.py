@@ -1,0 +1,119 @@
+"""`openrft data validate FILE`: every problem in a chat-format JSONL dataset, and statistics.
+
+Exit 0 when the file is clean, 2 when it has problems (each printed as `file:line: message`).
+`--grader` also checks each row has the item fields the grader's templates read; `--model` (a
+Hugging Face directory or hub id) measures prompts in tokens and flags prompts longer than the
+model's context. Loading the tokenizer is the only heavy part and happens only with `--model`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from openrft.cli.graders import fail
+from openrft.data import DatasetReport, validate_dataset
+from openrft.errors import MissingResourceError, OpenRFTError
+from openrft.graders import Grader, load_grader_file
+
+app = typer.Typer(help="Check chat-format JSONL datasets.", no_args_is_help=True)
+
+
+@app.callback()
+def data() -> None:
+    """Check chat-format JSONL datasets."""  # keeps `validate` a subcommand while it is alone
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Argument(help="Chat-format JSONL dataset.")],
+    grader: Annotated[
+        Path | None, typer.Option(help="Grader spec (JSON/YAML): check the item fields it reads.")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="HF model directory or hub id: count prompt tokens, check context."),
+    ] = None,
+    max_prompt_tokens: Annotated[
+        int | None, typer.Option(help="Flag prompts longer than this (default: model context).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """List every problem (file:line: what to do) and print statistics; exit 2 on problems."""
+    try:
+        spec: Grader | None = load_grader_file(grader) if grader else None
+        tokenizer, context = load_tokenizer(model) if model else (None, None)
+    except OpenRFTError as exc:
+        raise fail(exc) from None
+    report = validate_dataset(file, spec, tokenizer, max_prompt_tokens or context)
+    if as_json:
+        typer.echo(json.dumps(report_json(report), indent=2))
+    else:
+        print_report(report)
+    if not report.ok:
+        raise typer.Exit(2)
+
+
+def load_tokenizer(model: str) -> tuple[Any, int | None]:
+    """The model's tokenizer and its context length (`max_position_embeddings`, if declared)."""
+    try:
+        from transformers import AutoConfig, AutoTokenizer
+
+        from openrft.training.models import resolve_model
+    except ImportError as exc:
+        raise MissingResourceError(
+            f"--model needs the training extra ({exc.name} is missing): "
+            "pip install 'openrft[train]'"
+        ) from None
+    path = resolve_model(model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise MissingResourceError(f"cannot load the tokenizer of {model!r}: {exc}") from None
+    context = getattr(config, "max_position_embeddings", None)
+    return tokenizer, context if isinstance(context, int) else None
+
+
+def report_json(report: DatasetReport) -> dict[str, Any]:
+    """The report as plain JSON data."""
+    return {
+        "path": report.path,
+        "ok": report.ok,
+        "rows": report.rows,
+        "lines": report.lines,
+        "problems": [{"where": p.where, "message": p.message} for p in report.problems],
+        "prompt_length": asdict(report.prompt_length) if report.prompt_length else None,
+        "item_fields": report.item_fields,
+    }
+
+
+def print_report(report: DatasetReport) -> None:
+    """Problems first (one per line, never wrapped), then a statistics table."""
+    out = Console()
+    for problem in report.problems:
+        out.print(f"[red]✗[/red] {problem.where}: ", end="", highlight=False)
+        out.print(problem.message, markup=False, highlight=False, soft_wrap=True)
+    table = Table(title=f"{report.path}", show_header=False)
+    table.add_column("statistic")
+    table.add_column("value")
+    table.add_row("valid rows", f"{report.rows} of {report.lines}")
+    if report.prompt_length:
+        stats = report.prompt_length
+        table.add_row(
+            f"prompt {stats.unit} (min / median / max)",
+            f"{stats.min} / {stats.median:g} / {stats.max}",
+        )
+    for name, count in report.item_fields.items():
+        table.add_row(f"rows with item.{name}", str(count))
+    out.print(table)
+    if report.ok:
+        out.print("[green]No problems found.[/green]")
+    else:
+        out.print(f"[red]{len(report.problems)} problem(s).[/red] Fix them and run again.")

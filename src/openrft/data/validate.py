@@ -1,0 +1,237 @@
+"""`validate_dataset`: every problem in a chat-format JSONL file, with statistics; `load_dataset`.
+
+On top of the per-line checks of `rows.py` this checks across rows and against the job: the item
+fields the grader's templates need (`{{ item.reference_answer }}` in any grader of the tree,
+judge messages included), duplicate rows, and prompts longer than the model's context (when a
+tokenizer is given). Every problem is reported with its `file:line`, none stops the scan.
+
+It does not grade, sample or load a model: a tokenizer, when wanted, is passed in (the CLI loads
+one with transformers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from openrft.data.rows import Row, parse_line, prompt_text, read_lines
+from openrft.errors import DatasetError, Problem, TemplateError
+from openrft.graders.spec import Grader, MultiGrader
+from openrft.graders.template import lookup, variables
+
+
+@dataclass(frozen=True)
+class LengthStats:
+    """Prompt lengths over the valid rows."""
+
+    unit: Literal["tokens", "characters"]
+    """Tokens (chat template applied) when a tokenizer was given, else characters."""
+    min: int
+    median: float
+    max: int
+
+
+@dataclass
+class DatasetReport:
+    """What `validate_dataset` found: every problem, and statistics over the valid rows."""
+
+    path: str
+    """The file checked."""
+    problems: list[Problem] = field(default_factory=list)
+    """Every problem, in line order; `where` is `file:line`."""
+    rows: int = 0
+    """Rows that passed every per-line check."""
+    lines: int = 0
+    """Non-blank lines read."""
+    prompt_length: LengthStats | None = None
+    """Prompt length min/median/max; `None` when no row is valid."""
+    item_fields: dict[str, int] = field(default_factory=dict)
+    """How many rows have each top-level item field (everything besides `messages`/`tools`)."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the file has no problem at all."""
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class FieldNeed:
+    """An `item` path some grader template refers to."""
+
+    grader: str
+    """Name of the grader whose template it is."""
+    where: str
+    """The spec key holding the template, e.g. `reference` or `input[1].content`."""
+    path: tuple[str | int, ...]
+    """The path under `item`."""
+
+    @property
+    def shown(self) -> str:
+        return "item" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in self.path)
+
+
+def grader_needs(grader: Grader) -> list[FieldNeed]:
+    """Every `{{ item.… }}` reference in the grader tree (sub-graders and judge messages too).
+
+    Python graders' source is code, not a template, so what it reads cannot be known here."""
+    if isinstance(grader, MultiGrader):
+        return [need for sub in grader.graders.values() for need in grader_needs(sub)]
+    spec = grader.model_dump(mode="python", exclude={"source"})
+    needs = []
+    for where, text in _strings(spec, ""):
+        for namespace, path in variables(text):
+            if namespace == "item":
+                needs.append(FieldNeed(grader.name, where, path))
+    return needs
+
+
+def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, Mapping):
+        for key, sub in value.items():
+            yield from _strings(sub, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for index, sub in enumerate(value):
+            yield from _strings(sub, f"{where}[{index}]")
+
+
+def missing_fields(row: Row, needs: Sequence[FieldNeed]) -> list[str]:
+    """One message per item path the grader needs and the row lacks."""
+    seen: set[tuple[str | int, ...]] = set()
+    messages = []
+    for need in needs:
+        if need.path in seen:
+            continue
+        try:
+            lookup(row.item, "item", need.path)
+        except TemplateError:
+            seen.add(need.path)
+            messages.append(
+                f"grader {need.grader!r} reads `{need.shown}` (in its `{need.where}`) but this "
+                f"row has no such field; add it to the row or fix the template"
+            )
+    return messages
+
+
+def count_tokens(tokenizer: Any, row: Row) -> int:
+    """Prompt tokens as the model sees them: the chat template with the generation prompt."""
+    if getattr(tokenizer, "chat_template", None):
+        ids = tokenizer.apply_chat_template(
+            row.messages, tools=row.tools, add_generation_prompt=True, tokenize=True
+        )
+        if isinstance(ids, Mapping):  # transformers 5 returns a BatchEncoding by default
+            ids = ids["input_ids"]
+        return len(ids)
+    return len(tokenizer.encode(prompt_text(row)))
+
+
+def validate_dataset(
+    path: str | Path,
+    grader: Grader | None = None,
+    tokenizer: Any = None,
+    max_prompt_tokens: int | None = None,
+) -> DatasetReport:
+    """Check a chat-format JSONL file; report every problem with its line, and statistics.
+
+    `grader`: also check each row has the item fields its templates read. `tokenizer` (a
+    Hugging Face tokenizer): measure prompts in tokens, and flag prompts over
+    `max_prompt_tokens` (default: the tokenizer's `model_max_length` when it is a real limit).
+    """
+    _, report = _scan(Path(path), grader, tokenizer, max_prompt_tokens)
+    return report
+
+
+def _scan(
+    path: Path, grader: Grader | None, tokenizer: Any, limit: int | None
+) -> tuple[list[Row], DatasetReport]:
+    report = DatasetReport(str(path))
+    try:
+        lines = list(read_lines(path))
+    except OSError as exc:
+        report.problems.append(Problem(str(path), f"cannot read the file: {exc.strerror or exc}"))
+        return [], report
+    needs = grader_needs(grader) if grader is not None else []
+    # a limit counts tokens, so it only applies with a tokenizer
+    limit = (limit or _tokenizer_limit(tokenizer)) if tokenizer is not None else None
+    first_seen: dict[str, int] = {}
+    rows, lengths = [], []
+    for line in lines:
+        report.lines += 1
+        problems = [line.problem] if line.problem else []
+        row = None
+        if line.text is not None:
+            row, problems = parse_line(line.text, line.number)
+        if row is not None:
+            problems += missing_fields(row, needs)
+            problems += _duplicate(row, first_seen)
+            lengths.append(_length(row, tokenizer))
+            problems += _too_long(lengths[-1], limit)
+            rows.append(row)
+        report.problems += [Problem(f"{path}:{line.number}", p) for p in problems]
+    report.rows = len(rows)
+    _statistics(report, rows, lengths, "tokens" if tokenizer is not None else "characters")
+    if not report.lines:
+        empty = "the file has no rows; add one JSON object per line"
+        report.problems.append(Problem(str(path), empty))
+    return rows, report
+
+
+def _duplicate(row: Row, first_seen: dict[str, int]) -> list[str]:
+    key = json.dumps([row.messages, row.tools, row.item], sort_keys=True, ensure_ascii=False)
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    earlier = first_seen.setdefault(digest, row.line)
+    if earlier == row.line:
+        return []
+    return [
+        f"duplicate of line {earlier} (same messages and item fields); remove one: a "
+        "duplicate weighs its prompt twice and can leak into the validation split"
+    ]
+
+
+def _length(row: Row, tokenizer: Any) -> int:
+    return len(prompt_text(row)) if tokenizer is None else count_tokens(tokenizer, row)
+
+
+def _too_long(n: int, limit: int | None) -> list[str]:
+    if limit is None or n <= limit:
+        return []
+    return [
+        f"the prompt is {n} tokens, over the model's limit of {limit}; shorten it or drop "
+        "the row (the completion needs room too)"
+    ]
+
+
+def _tokenizer_limit(tokenizer: Any) -> int | None:
+    limit = getattr(tokenizer, "model_max_length", None)
+    # transformers uses a huge sentinel (~1e30) when the model declares no limit
+    return limit if isinstance(limit, int) and 0 < limit < 10_000_000 else None
+
+
+def _statistics(
+    report: DatasetReport,
+    rows: list[Row],
+    lengths: list[int],
+    unit: Literal["tokens", "characters"],
+) -> None:
+    fields: Counter[str] = Counter(key for row in rows for key in row.item)
+    report.item_fields = dict(fields.most_common())
+    if lengths:
+        report.prompt_length = LengthStats(
+            unit, min(lengths), statistics.median(lengths), max(lengths)
+        )
+
+
+def load_dataset(path: str | Path, grader: Grader | None = None) -> list[Row]:
+    """Read a chat-format JSONL file into rows; raise `DatasetError` listing every problem
+    (the same checks as `validate_dataset`, without a tokenizer)."""
+    rows, report = _scan(Path(path), grader, None, None)
+    if report.problems:
+        raise DatasetError(report.problems, f"{path}: {len(report.problems)} problem(s)")
+    return rows
