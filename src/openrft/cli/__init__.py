@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import typer
 
-from openrft.cli import data, graders
+from openrft.cli import data, graders, train
+from openrft.cli.doctor import doctor
 from openrft.cli.serve_model import serve_model
 
 app = typer.Typer(
@@ -20,6 +21,9 @@ app = typer.Typer(
 app.add_typer(graders.app, name="graders")
 app.add_typer(data.app, name="data")
 app.command("serve-model")(serve_model)
+app.command("doctor")(doctor)
+app.command()(train.train)
+app.command()(train.export)
 
 
 def main() -> None:
