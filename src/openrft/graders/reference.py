@@ -24,8 +24,8 @@ _INTRO = """# Grader reference
 
 Generated from `src/openrft/graders/spec.py` by `make docs`; do not edit by hand.
 
-Every grader returns a reward (usually in [0, 1]) per sample. Text fields marked *template* may
-use `{{ sample.output_text }}`, `{{ sample.output_json.key }}`,
+Every grader returns a reward (usually in [0, 1]) per sample. Text fields that "may hold
+templates" may use `{{ sample.output_text }}`, `{{ sample.output_json.key }}`,
 `{{ sample.output_tools[0].function.name }}`,
 `{{ sample.output_answer }}` (the `<answer>…</answer>` content, or the whole output) and
 `{{ item.any.field[0] }}`. A variable that does not exist scores that sample 0 with

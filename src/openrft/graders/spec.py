@@ -55,6 +55,7 @@ class StringCheckGrader(SpecModel):
     """Compares two strings; reward 1 when the check passes, else 0."""
 
     type: Literal["string_check"] = "string_check"
+    """Always `string_check`."""
     name: str
     """Metric key for this grader, e.g. `exact_answer`."""
     input: str
@@ -92,6 +93,7 @@ class TextSimilarityGrader(SpecModel):
     """Scores how similar two texts are, in [0, 1]."""
 
     type: Literal["text_similarity"] = "text_similarity"
+    """Always `text_similarity`."""
     name: str
     """Metric key for this grader."""
     input: str
@@ -111,6 +113,7 @@ class InputText(SpecModel):
     """A text content part."""
 
     type: Literal["input_text"] = "input_text"
+    """Always `input_text`."""
     text: str
     """The text; may hold templates."""
 
@@ -119,6 +122,7 @@ class OutputText(SpecModel):
     """An assistant text content part."""
 
     type: Literal["output_text"] = "output_text"
+    """Always `output_text`."""
     text: str
     """The text; may hold templates."""
 
@@ -127,6 +131,7 @@ class InputImage(SpecModel):
     """An image content part (passed through to judges that accept images)."""
 
     type: Literal["input_image"] = "input_image"
+    """Always `input_image`."""
     image_url: str
     """URL or data URL of the image; may hold templates."""
     detail: str | None = None
@@ -178,6 +183,7 @@ class ScoreModelGrader(SpecModel):
     """Asks a judge model for a numeric score (`{result, steps}` structured output)."""
 
     type: Literal["score_model"] = "score_model"
+    """Always `score_model`."""
     name: str
     """Metric key for this grader."""
     model: str
@@ -203,6 +209,7 @@ class LabelModelGrader(SpecModel):
     """Asks a judge model to pick a label; reward 1 when the label is a passing one."""
 
     type: Literal["label_model"] = "label_model"
+    """Always `label_model`."""
     name: str
     """Metric key for this grader."""
     model: str
@@ -228,6 +235,7 @@ class PythonGrader(SpecModel):
     """Runs the user's `def grade(sample, item) -> float` in the sandbox."""
 
     type: Literal["python"] = "python"
+    """Always `python`."""
     name: str
     """Metric key for this grader."""
     source: str
@@ -260,6 +268,7 @@ class EndpointGrader(SpecModel):
     """POSTs `{sample, item, trace_id}` to your HTTP endpoint, which answers `{"score": float}`."""
 
     type: Literal["endpoint"] = "endpoint"
+    """Always `endpoint`."""
     name: str
     """Metric key for this grader."""
     url: str
@@ -288,6 +297,7 @@ class FormatCheckGrader(SpecModel):
     """SeekrFlow's format reward: 1 when the output is `<think>…</think><answer>…</answer>`."""
 
     type: Literal["format_check"] = "format_check"
+    """Always `format_check`."""
     name: str = "format_check"
     """Metric key for this grader."""
     input: str = "{{ sample.output_text }}"
@@ -300,6 +310,7 @@ class MathAccuracyGrader(SpecModel):
     """SeekrFlow's math grader: 1 when the answer is mathematically equal to the reference."""
 
     type: Literal["math_accuracy"] = "math_accuracy"
+    """Always `math_accuracy`."""
     name: str = "math_accuracy"
     """Metric key for this grader."""
     input: str = "{{ sample.output_answer }}"
@@ -327,6 +338,7 @@ class MultiGrader(SpecModel):
     """Runs several graders and combines their rewards with `calculate_output`."""
 
     type: Literal["multi"] = "multi"
+    """Always `multi`."""
     name: str
     """Metric key for this grader."""
     graders: dict[str, Grader]
