@@ -15,7 +15,10 @@ from pydantic.fields import FieldInfo
 from openrft.graders.spec import (
     GRADER_TYPES,
     ContentPart,
+    Grader,
+    LeafGrader,
     ModelInput,
+    MultiGrader,
     SamplingParams,
     SpecModel,
 )
@@ -36,7 +39,14 @@ SeekrFlow's `reward_components` compile to a `multi` grader; see the SeekrFlow s
 
 
 def _type_name(annotation: Any) -> str:
-    text = str(annotation) if not isinstance(annotation, type) else annotation.__name__
+    """A readable type: named aliases instead of their expanded unions."""
+    text = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+    for alias, name in (
+        (Grader, "Grader"),
+        (LeafGrader, "LeafGrader"),
+        (ContentPart, "ContentPart"),
+    ):
+        text = text.replace(str(alias), name)
     for prefix in ("typing.", "openrft.graders.spec.", "typing_extensions."):
         text = text.replace(prefix, "")
     return text.replace("NoneType", "null").replace("|", "\\|")
@@ -60,6 +70,7 @@ def _table(model: type[SpecModel]) -> list[str]:
 
 def render() -> str:
     """The whole reference page as Markdown."""
+    MultiGrader.model_rebuild()  # resolve the recursive `graders` annotation before printing it
     out = [_INTRO]
     for type_name, model in GRADER_TYPES.items():
         out += [f"## `{type_name}` — {model.__name__}", "", inspect.getdoc(model) or "", ""]
