@@ -31,8 +31,10 @@ bench: install
 docs: install
 	$(BIN)/python -m openrft.graders.reference > docs/graders.md
 
+# The main job: GRPO on the embedded SmolLM2-135M-Instruct, ~6-9 min on 2 CPU cores
+# (examples/demo/README.md). Prints the run dir, baseline -> final held-out reward and the report.
 demo: install
-	$(BIN)/openrft graders run examples/graders/multi_answer.yaml --sample @examples/graders/sample.txt --item @examples/graders/item.json
+	$(BIN)/openrft train examples/demo/sums.yaml
 
 serve: install
 	$(BIN)/openrft serve

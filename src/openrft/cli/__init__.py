@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from openrft.cli import data, graders, train
+from openrft.cli import data, graders, jobs, serve, setup, train
 from openrft.cli.doctor import doctor
 from openrft.cli.serve_model import serve_model
 
@@ -20,8 +20,13 @@ app = typer.Typer(
 )
 app.add_typer(graders.app, name="graders")
 app.add_typer(data.app, name="data")
+app.add_typer(setup.app, name="setup")
 app.command("serve-model")(serve_model)
 app.command("doctor")(doctor)
+app.command()(serve.serve)
+app.command()(serve.worker)
+app.add_typer(serve.keys, name="keys")
+app.add_typer(jobs.app, name="jobs")
 app.command()(train.train)
 app.command()(train.export)
 

@@ -1,0 +1,158 @@
+"""`openrft train CONFIG` and `openrft export CHECKPOINT --merge OUT`: thin shells over
+`training.grpo.run` and `training.export.merge`.
+
+`--num-processes N` (N > 1) starts N ranks with `torchrun --standalone` (gloo on CPU), each
+running `python -m openrft.training.grpo`; `accelerate launch --cpu --num_processes N` is not
+used because it silently starts a single process on CPU. A config's `accelerate_config` (DeepSpeed
+or FSDP on GPUs) switches the launcher to `accelerate launch --config_file`.
+
+Exit codes: 0 done (also when a budget paused the run), 2 invalid input, 75 paused because
+`RUN_DIR/PAUSE` asked it to (the service's worker does; `--resume` continues).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from openrft.cli.graders import fail
+from openrft.errors import OpenRFTError
+from openrft.training.config import TrainingConfig, load_config_file
+
+out = Console()
+EXIT_PAUSED = 75
+"""Exit status of a run paused on request (BSD's EX_TEMPFAIL: try again later)."""
+
+
+def train(
+    config_path: Annotated[Path, typer.Argument(help="Job config: YAML or JSON, any dialect.")],
+    output_dir: Annotated[
+        Path | None, typer.Option(help="Where metrics, checkpoints and the report go.")
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="A checkpoint, or a run dir to resume from its latest (and write to)."),
+    ] = None,
+    num_processes: Annotated[
+        int | None, typer.Option(help="Data-parallel ranks (default: the config's).")
+    ] = None,
+) -> None:
+    """Fine-tune a model with GRPO (or SFT) as CONFIG says."""
+    started = time.perf_counter()
+    try:
+        config = load_config_file(config_path)
+        if num_processes is not None:
+            config = config.model_copy(update={"num_processes": num_processes})
+        target = output_dir or _run_dir_of(resume) or _fresh_dir(config, config_path)
+        out.print(f"output: {target}")
+        if config.num_processes > 1:
+            _launch(config, target, resume)
+        else:
+            from openrft.training.grpo import run
+
+            run(config, target, resume=resume, progress=True)
+    except OpenRFTError as exc:
+        raise fail(exc) from None
+    _summary(target)
+    out.print(f"done in {time.perf_counter() - started:.0f} s")
+    if _pause_reason(target) == "request":
+        out.print("paused on request; `--resume` continues from the checkpoint")
+        raise typer.Exit(EXIT_PAUSED)
+
+
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint dir (LoRA adapter or full).")],
+    merge: Annotated[Path, typer.Option(help="Write a merged, transformers-loadable model here.")],
+) -> None:
+    """Export a checkpoint as a plain transformers model directory."""
+    from openrft.training.export import merge as merge_checkpoint
+
+    try:
+        merge_checkpoint(checkpoint, merge)
+    except OpenRFTError as exc:
+        raise fail(exc) from None
+    out.print(f"merged model: {merge}")
+
+
+def _run_dir_of(resume: Path | None) -> Path | None:
+    """The run a `--resume` path belongs to: the dir itself, or a checkpoint's run dir."""
+    if resume is None:
+        return None
+    if resume.parent.name == "checkpoints":
+        return resume.parent.parent
+    return resume
+
+
+def _fresh_dir(config: TrainingConfig, config_path: Path) -> Path:
+    """`config.output_dir`, or a new `runs/<config name>-<time>` directory."""
+    if config.output_dir:
+        return Path(config.output_dir)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{config_path.stem}-{stamp}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def launch_command(
+    config: TrainingConfig, config_json: Path, target: Path, resume: Path | None = None
+) -> list[str]:
+    """The command that starts `config.num_processes` ranks of `openrft.training.grpo`."""
+    module = ["-m", "openrft.training.grpo", str(config_json), str(target)]
+    module += [str(resume)] if resume is not None else []
+    if config.accelerate_config:
+        launcher = [sys.executable, "-m", "accelerate.commands.launch"]
+        return [*launcher, "--config_file", config.accelerate_config, *module]
+    n = str(config.num_processes)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    return [*torchrun, "--nproc_per_node", n, *module]
+
+
+def _launch(config: TrainingConfig, target: Path, resume: Path | None) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    config_json = target / "config.json"
+    files = {"training_file": str(Path(config.training_file).resolve())}
+    if config.validation_file:
+        files["validation_file"] = str(Path(config.validation_file).resolve())
+    config_json.write_text(config.model_copy(update=files).model_dump_json(), encoding="utf-8")
+    command = launch_command(config, config_json, target, resume)
+    completed = subprocess.run(command, check=False)  # noqa: S603  # our own interpreter
+    if completed.returncode:
+        raise typer.Exit(1)
+
+
+def _pause_reason(target: Path) -> str | None:
+    from openrft.training.callbacks import PAUSED_INFO
+
+    path = target / PAUSED_INFO
+    if not path.exists():
+        return None
+    reason: str = json.loads(path.read_text(encoding="utf-8")).get("reason", "budget")
+    return reason
+
+
+def _summary(target: Path) -> None:
+    from openrft.training.report import read_metrics
+
+    valid = [
+        (line["step"], line["scores"]["valid_reward_mean"])
+        for line in read_metrics(target)
+        if line["scores"].get("valid_reward_mean") is not None
+    ]
+    if len(valid) >= 2:
+        (s0, v0), (s1, v1) = valid[0], valid[-1]
+        out.print(f"valid reward: step {s0} {v0:.3f} → step {s1} {v1:.3f} ({v1 - v0:+.3f})")
+    if (target / "report.md").exists():
+        out.print(f"report: {target / 'report.md'}")
+    # keep a machine-readable pointer for scripts (the Makefile's demo target reads it)
+    (target / "summary.json").write_text(json.dumps({"valid": valid}), encoding="utf-8")

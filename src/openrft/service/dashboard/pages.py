@@ -1,0 +1,50 @@
+"""The dashboard's HTML pages: server-rendered shells that the page scripts fill in.
+
+The server renders only the layout (Jinja2); data comes from the browser calling the API with
+the key kept in `sessionStorage`, so a page never holds another project's data and the server
+needs no session state. Pages: the jobs list (`/`), one job (`/jobs/{id}`), the grader
+playground, the files page and the login form.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(include_in_schema=False)
+
+
+def _page(request: Request, name: str, title: str, **context: object) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request, name, {"title": title, "page": name.removesuffix(".html"), **context}
+    )
+
+
+@router.get("/", response_class=HTMLResponse)
+def jobs_page(request: Request) -> HTMLResponse:
+    return _page(request, "jobs.html", "Jobs")
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, job_id: str) -> HTMLResponse:
+    return _page(request, "job.html", job_id, job_id=job_id)
+
+
+@router.get("/playground", response_class=HTMLResponse)
+def playground_page(request: Request) -> HTMLResponse:
+    return _page(request, "playground.html", "Grader playground")
+
+
+@router.get("/files", response_class=HTMLResponse)
+def files_page(request: Request) -> HTMLResponse:
+    return _page(request, "files.html", "Files")
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request) -> HTMLResponse:
+    return _page(request, "login.html", "Log in")

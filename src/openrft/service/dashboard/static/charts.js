@@ -1,0 +1,137 @@
+// Line charts of a job's metrics over training steps, on Chart.js (vendor/chart.umd.min.js).
+// A SeriesChart grows as points arrive: `add(label, step, value)` then `draw()`. The canvas's
+// `data-points` attribute counts the points drawn, for tests and for the curious.
+"use strict";
+
+const PALETTE = [
+  "#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777",
+  "#4b5563", "#65a30d",
+];
+
+class SeriesChart {
+  constructor(canvas, options) {
+    this.canvas = canvas;
+    this.series = new Map();
+    this.colors = new Map();
+    this.points = 0;
+    const opts = options || {};
+    const scales = {
+      x: { type: "linear", title: { display: true, text: "step" }, ticks: { precision: 0 } },
+      y: {
+        title: { display: Boolean(opts.yLabel), text: opts.yLabel || "" },
+        suggestedMin: opts.min,
+        suggestedMax: opts.max,
+      },
+    };
+    if (opts.y2Label) {
+      scales.y2 = {
+        position: "right",
+        title: { display: true, text: opts.y2Label },
+        grid: { drawOnChartArea: false },
+      };
+    }
+    this.chart = new Chart(canvas, {
+      type: "line",
+      data: { datasets: [] },
+      options: {
+        animation: false,
+        parsing: false,
+        normalized: true,
+        maintainAspectRatio: false,
+        spanGaps: true,
+        interaction: { mode: "nearest", axis: "x", intersect: false },
+        plugins: {
+          legend: { position: "bottom", labels: { boxWidth: 12 } },
+          tooltip: { callbacks: { title: (items) => "step " + items[0].parsed.x } },
+        },
+        scales,
+      },
+    });
+    canvas.dataset.points = "0";
+  }
+
+  // Add one point to the series `label` (created on first use); non-numbers are skipped.
+  // Series with the same `style.colorKey` share a colour (train and valid of one grader).
+  add(label, step, value, style) {
+    if (typeof value !== "number" || !Number.isFinite(value) || typeof step !== "number") return;
+    let dataset = this.series.get(label);
+    if (!dataset) {
+      const { colorKey, ...rest } = style || {};
+      const key = colorKey || label;
+      if (!this.colors.has(key)) this.colors.set(key, PALETTE[this.colors.size % PALETTE.length]);
+      const color = this.colors.get(key);
+      dataset = Object.assign(
+        {
+          label,
+          data: [],
+          borderColor: color,
+          backgroundColor: color,
+          borderWidth: 2,
+          pointRadius: 0,
+          pointHitRadius: 6,
+          tension: 0.15,
+        },
+        rest,
+      );
+      this.series.set(label, dataset);
+      this.chart.data.datasets.push(dataset);
+    }
+    const last = dataset.data[dataset.data.length - 1];
+    if (last && last.x === step) {
+      last.y = value; // a resumed run re-reporting a step replaces it
+      return;
+    }
+    dataset.data.push({ x: step, y: value });
+    this.points += 1;
+  }
+
+  draw() {
+    this.chart.update("none");
+    this.canvas.dataset.points = String(this.points);
+  }
+}
+
+// The five charts of a job page, fed with metrics lines (the `data` of metrics events).
+class JobCharts {
+  constructor() {
+    const byId = (id) => document.getElementById(id);
+    this.reward = new SeriesChart(byId("chart-reward"), { yLabel: "mean reward" });
+    this.reward.colors.set("train", PALETTE[0]).set("valid", PALETTE[1]);
+    this.graders = new SeriesChart(byId("chart-graders"), { yLabel: "mean reward" });
+    this.length = new SeriesChart(byId("chart-length"), { yLabel: "tokens", min: 0 });
+    this.kl = new SeriesChart(byId("chart-kl"), { yLabel: "KL", y2Label: "entropy" });
+    this.errors = new SeriesChart(byId("chart-errors"), { yLabel: "share of samples", min: 0 });
+    this.errors.add("highest flag rate", 0, 0); // a flat zero line reads better than an empty chart
+  }
+
+  add(points) {
+    const dots = { pointRadius: 3 };
+    for (const p of points) {
+      const step = p.step;
+      const scores = p.scores || {};
+      this.reward.add("train", step, scores.train_reward_mean, { colorKey: "train" });
+      this.reward.add("valid", step, scores.valid_reward_mean, { colorKey: "valid", ...dots });
+      for (const [name, value] of Object.entries(scores.train_graders || {})) {
+        this.graders.add("train · " + name, step, value, { colorKey: name });
+      }
+      for (const [name, value] of Object.entries(scores.valid_graders || {})) {
+        const style = { colorKey: name, borderDash: [6, 4], ...dots };
+        this.graders.add("valid · " + name, step, value, style);
+      }
+      const usage = p.usage || {};
+      this.length.add("completion tokens (mean)", step, usage.completion_tokens_mean);
+      const trl = p.trl || {};
+      this.kl.add("KL", step, trl.kl);
+      this.kl.add("entropy", step, trl.entropy, { yAxisID: "y2" });
+      const errors = p.errors || {};
+      const rates = Object.values(errors).filter((v) => typeof v === "number");
+      if (Object.keys(p).length) this.errors.add("highest flag rate", step, Math.max(0, ...rates));
+      for (const [flag, rate] of Object.entries(errors)) this.errors.add(flag, step, rate);
+    }
+    for (const chart of [this.reward, this.graders, this.length, this.kl, this.errors]) {
+      chart.draw();
+    }
+  }
+}
+
+window.JobCharts = JobCharts;

@@ -1,0 +1,241 @@
+// One job: status and controls, live curves, checkpoints, evaluation samples and events.
+// Polls every 2 s while the job can still change, then refreshes once more and stops.
+"use strict";
+
+(async () => {
+  if (!(await ORFT.start())) return;
+  const { el } = ORFT;
+  const jobId = document.getElementById("job").dataset.jobId;
+  const base = "/v1/fine_tuning/jobs/" + encodeURIComponent(jobId);
+  const dash = "/dashboard/api/jobs/" + encodeURIComponent(jobId);
+  const charts = new JobCharts();
+  let cursor = 0;
+  let job = null;
+  let latest = {};
+  let validSteps = -1;
+  let sampleStep = null;
+  let paths = {};
+
+  // --- job header and controls ------------------------------------------------------------
+
+  function renderJob() {
+    const status = document.getElementById("job-status");
+    status.replaceWith(Object.assign(ORFT.status(job.status), { id: "job-status" }));
+    const end = job.finished_at || Date.now() / 1000;
+    const facts = [
+      ["Model", job.model],
+      ["Suffix", job.suffix || "—"],
+      ["Fine-tuned model", job.fine_tuned_model || "—"],
+      ["Method", (job.method && job.method.type) || "—"],
+      ["Created", ORFT.time(job.created_at)],
+      ["Duration", ORFT.duration(end - job.created_at)],
+      ["Trained tokens", job.trained_tokens ?? "—"],
+      ["Training file", job.training_file],
+      ["Validation file", job.validation_file || "—"],
+    ];
+    if (job.estimated_finish && !ORFT.TERMINAL.includes(job.status)) {
+      facts.push(["Estimated finish", ORFT.time(job.estimated_finish)]);
+    }
+    for (const [key, value] of Object.entries(job.metadata || {})) facts.push([key, value]);
+    document
+      .getElementById("facts")
+      .replaceChildren(...facts.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, v))));
+    const error = document.getElementById("job-error");
+    error.hidden = !job.error;
+    if (job.error) error.textContent = job.error.code + ": " + job.error.message;
+    const running = job.status === "running";
+    document.getElementById("pause").disabled = !(running || job.status === "queued");
+    document.getElementById("resume").disabled = job.status !== "paused";
+    document.getElementById("cancel").disabled = ORFT.TERMINAL.includes(job.status);
+  }
+
+  function renderProgress() {
+    const step = latest.step;
+    const total = latest.total_steps;
+    const share = total ? Math.min(1, step / total) : job.status === "succeeded" ? 1 : 0;
+    document.getElementById("progress-bar").style.width = share * 100 + "%";
+    const scores = latest.scores || {};
+    const parts = [];
+    if (typeof step === "number") parts.push("step " + step + " / " + (total ?? "?"));
+    if (typeof scores.train_reward_mean === "number") {
+      parts.push("train reward " + ORFT.number(scores.train_reward_mean));
+    }
+    document.getElementById("progress-text").textContent = parts.join(" · ") || "not started";
+  }
+
+  async function act(action) {
+    try {
+      job = await ORFT.api(base + "/" + action, { method: "POST" });
+      renderJob();
+      ORFT.flash(action + " requested", "info");
+    } catch (error) {
+      ORFT.flash(error.message);
+    }
+  }
+  for (const action of ["pause", "resume", "cancel"]) {
+    document.getElementById(action).addEventListener("click", () => {
+      if (action === "cancel" && !window.confirm("Cancel this job? This cannot be undone.")) {
+        return;
+      }
+      act(action).then(() => {
+        if (!polling) startPolling();
+      });
+    });
+  }
+
+  // --- metrics ----------------------------------------------------------------------------
+
+  async function refreshMetrics() {
+    const page = await ORFT.api(dash + "/metrics?after=" + cursor);
+    cursor = page.cursor;
+    if (!page.points.length) return;
+    charts.add(page.points);
+    latest = page.points[page.points.length - 1];
+    const valid = page.points.filter((p) => p.scores && p.scores.valid_reward_mean != null);
+    if (valid.length) validSteps = valid[valid.length - 1].step;
+  }
+
+  // --- checkpoints ------------------------------------------------------------------------
+
+  async function download(checkpoint) {
+    const response = await ORFT.api(dash + "/checkpoints/" + checkpoint.id + "/archive", {
+      raw: true,
+    });
+    if (!response.ok) {
+      ORFT.flash("download failed: " + response.status);
+      return;
+    }
+    const url = URL.createObjectURL(await response.blob());
+    const link = el("a", { href: url, download: jobId + "-step-" + checkpoint.step_number });
+    link.download += ".tar.gz";
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
+  function showExport(checkpoint) {
+    const box = document.getElementById("export-command");
+    const dir = paths[checkpoint.id] || "<checkpoint dir>";
+    box.textContent =
+      "# merge the LoRA adapter into its base model (on the server):\n" +
+      "openrft export '" + dir + "' --merge ./" + jobId + "-step-" + checkpoint.step_number;
+    box.hidden = false;
+  }
+
+  async function refreshCheckpoints() {
+    const page = await ORFT.api(base + "/checkpoints?limit=100");
+    const list = page.data;
+    if (list.some((c) => !(c.id in paths))) paths = (await ORFT.api(dash + "/checkpoints")).paths;
+    const rewards = list.map((c) => c.metrics.valid_reward_mean).filter((v) => v != null);
+    const best = rewards.length ? Math.max(...rewards) : null;
+    const rows = list.map((c) =>
+      el(
+        "tr",
+        { class: best !== null && c.metrics.valid_reward_mean === best ? "best" : null },
+        el("td", {}, c.step_number),
+        el("td", { class: "num" }, ORFT.number(c.metrics.valid_reward_mean)),
+        el("td", { class: "num" }, ORFT.number(c.metrics.train_reward_mean)),
+        el("td", { class: "clip", title: c.fine_tuned_model_checkpoint }, c.fine_tuned_model_checkpoint),
+        el(
+          "td",
+          { class: "actions" },
+          el("button", { type: "button", class: "link", onclick: () => download(c) }, "Download"),
+          el("button", { type: "button", class: "link", onclick: () => showExport(c) }, "Export"),
+        ),
+      ),
+    );
+    document.querySelector("#checkpoints tbody").replaceChildren(...rows);
+    document.getElementById("checkpoints-empty").hidden = list.length > 0;
+  }
+
+  // --- samples ----------------------------------------------------------------------------
+
+  function subRewards(sub) {
+    const entries = Object.entries(sub || {});
+    if (!entries.length) return "—";
+    return el(
+      "ul",
+      { class: "plain" },
+      ...entries.map(([k, v]) => el("li", {}, k + ": " + ORFT.number(v))),
+    );
+  }
+
+  async function refreshSamples() {
+    const query = sampleStep === null ? "" : "?step=" + sampleStep;
+    const result = await ORFT.api(dash + "/samples" + query);
+    const select = document.getElementById("sample-step");
+    const chosen = String(result.step);
+    select.replaceChildren(
+      ...result.steps.map((s) => el("option", { value: s, selected: String(s) === chosen }, s)),
+    );
+    const rows = result.samples.map((s) =>
+      el(
+        "tr",
+        {},
+        el("td", {}, el("pre", {}, s.prompt ?? "—")),
+        el("td", {}, el("pre", {}, s.reference ?? "—")),
+        el("td", {}, el("pre", {}, s.completion ?? "")),
+        el("td", { class: "num reward-cell" }, ORFT.number(s.reward)),
+        el("td", {}, subRewards(s.sub_rewards)),
+      ),
+    );
+    document.querySelector("#samples tbody").replaceChildren(...rows);
+    document.getElementById("samples-empty").hidden = rows.length > 0;
+  }
+  document.getElementById("sample-step").addEventListener("change", (event) => {
+    sampleStep = Number(event.target.value);
+    refreshSamples().catch((e) => ORFT.flash(e.message));
+  });
+
+  // --- events -----------------------------------------------------------------------------
+
+  let events = [];
+  function renderEvents() {
+    const hide = document.getElementById("hide-metrics").checked;
+    const shown = events.filter((e) => !(hide && e.type === "metrics"));
+    document.querySelector("#events tbody").replaceChildren(
+      ...shown.map((e) =>
+        el(
+          "tr",
+          { class: "level-" + e.level + (e.type === "metrics" ? " metrics" : "") },
+          el("td", { class: "nowrap" }, ORFT.time(e.created_at)),
+          el("td", {}, e.level),
+          el("td", {}, e.message),
+        ),
+      ),
+    );
+  }
+  document.getElementById("hide-metrics").addEventListener("change", renderEvents);
+
+  async function refreshEvents() {
+    events = (await ORFT.api(base + "/events?limit=100")).data;
+    renderEvents();
+  }
+
+  // --- the loop ---------------------------------------------------------------------------
+
+  let shownValidSteps = -2;
+  let polling = false;
+  async function refresh() {
+    job = await ORFT.api(base);
+    await refreshMetrics();
+    renderJob();
+    renderProgress();
+    await Promise.all([refreshCheckpoints(), refreshEvents()]);
+    if (validSteps !== shownValidSteps) {
+      shownValidSteps = validSteps;
+      await refreshSamples();
+    }
+    document.body.dataset.refreshed = String(Date.now());
+    const done = ORFT.TERMINAL.includes(job.status);
+    if (done) polling = false;
+    return !done;
+  }
+
+  function startPolling() {
+    polling = true;
+    ORFT.poll(refresh, 2000);
+  }
+  startPolling();
+})();

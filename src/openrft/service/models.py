@@ -1,0 +1,40 @@
+"""`/v1/models`: the base models (configured, and any a job of the project used) and the
+project's fine-tuned models, named `ft:<base>:<suffix>:<id>`.
+
+Listing only; this service does not serve completions (`openrft serve-model` does).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from openrft.service.deps import ProjectDep, SettingsDep, StoreDep
+from openrft.service.errors import NotFoundError
+from openrft.service.schemas import ListPage, Model, page
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+def project_models(store: StoreDep, settings: SettingsDep, project: str) -> list[Model]:
+    models = {name: Model(id=name, created=0, owned_by="openrft") for name in settings.base_models}
+    for name in store.base_models(project):
+        models.setdefault(name, Model(id=name, created=0, owned_by="openrft"))
+    for row in store.fine_tuned_models(project):
+        name = row["fine_tuned_model"]
+        models[name] = Model(id=name, created=row["finished_at"] or 0, owned_by=project)
+    return list(models.values())
+
+
+@router.get("", response_model=ListPage[Model])
+def list_models(project: ProjectDep, store: StoreDep, settings: SettingsDep) -> ListPage[Model]:
+    return page(project_models(store, settings, project), has_more=False)
+
+
+@router.get("/{model:path}", response_model=Model)
+def retrieve_model(
+    project: ProjectDep, store: StoreDep, settings: SettingsDep, model: str
+) -> Model:
+    for found in project_models(store, settings, project):
+        if found.id == model:
+            return found
+    raise NotFoundError(f"The model {model!r} does not exist", param="model", code="no_model")

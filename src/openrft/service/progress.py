@@ -1,0 +1,158 @@
+"""Reading a training run's progress files into store rows (see the worker protocol).
+
+- `metrics.jsonl` → `type: "metrics"` events keyed by step (the run writes one line per step,
+  step 0 being the baseline evaluation), so a resumed run that repeats steps its crashed
+  predecessor already logged adds nothing twice and leaves no gap;
+- `events.jsonl` → message events keyed by line number;
+- `checkpoint-*/openrft_checkpoint.json` → checkpoint rows mirroring what is on disk.
+
+Files are appended whole lines at a time; a partial last line is left for the next read.
+Nothing here talks to the database or runs processes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LEVELS = ("info", "warn", "error")
+
+
+@dataclass
+class Tail:
+    """Reads the complete lines appended to a file since the last read."""
+
+    path: Path
+    offset: int = 0
+    line: int = 0
+
+    def read(self) -> list[tuple[int, str]]:
+        """New complete lines as (1-based line number, text); blank lines are skipped."""
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return []
+        lines: list[tuple[int, str]] = []
+        start = 0
+        while (end := data.find(b"\n", start)) != -1:
+            self.line += 1
+            text = data[start:end].decode("utf-8", "replace").strip()
+            if text:
+                lines.append((self.line, text))
+            start = end + 1
+        self.offset += start
+        return lines
+
+
+def _parse(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "n/a"
+
+
+def metrics_message(line: dict[str, Any]) -> str:
+    """`Step 3/10: train reward 0.410, valid reward 0.500`."""
+    scores = line.get("scores") or {}
+    head = f"Step {line.get('step')}/{line.get('total_steps', '?')}"
+    parts = []
+    if scores.get("train_reward_mean") is not None:
+        parts.append(f"train reward {_fmt(scores['train_reward_mean'])}")
+    if scores.get("valid_reward_mean") is not None:
+        parts.append(f"valid reward {_fmt(scores['valid_reward_mean'])}")
+    if not parts:
+        parts.append("no reward yet")
+    return f"{head}: {', '.join(parts)}"
+
+
+def metrics_event(number: int, text: str) -> dict[str, Any]:
+    """A metrics event for one `metrics.jsonl` line (a message if the line is unusable)."""
+    line = _parse(text)
+    if line is None or not isinstance(line.get("step"), int):
+        return {
+            "level": "warn",
+            "message": f"metrics.jsonl line {number} is not a metrics object: {text[:200]}",
+            "type": "message",
+            "source": "metrics-line",
+            "key": number,
+        }
+    return {
+        "level": "info",
+        "message": metrics_message(line),
+        "type": "metrics",
+        "data": line,
+        "source": "metrics",
+        "key": line["step"],
+    }
+
+
+def message_event(number: int, text: str) -> dict[str, Any]:
+    """A message event for one `events.jsonl` line."""
+    line = _parse(text) or {"level": "info", "message": text}
+    level = line.get("level") if line.get("level") in LEVELS else "info"
+    data = {"step": line["step"]} if isinstance(line.get("step"), int) else None
+    return {
+        "level": level,
+        "message": str(line.get("message", text)),
+        "type": "message",
+        "data": data,
+        "source": "events",
+        "key": number,
+    }
+
+
+def checkpoint_dirs(jobdir: Path) -> list[Path]:
+    """Checkpoint directories: `JOBDIR/checkpoints/*` and TRL's `JOBDIR/checkpoint-*`."""
+    found = [p for p in (jobdir / "checkpoints").glob("*") if p.is_dir()]
+    found += [p for p in jobdir.glob("checkpoint-*") if p.is_dir()]
+    return found
+
+
+def read_checkpoints(
+    jobdir: Path, scores: dict[int, dict[str, Any]], model_name: str
+) -> list[dict[str, Any]]:
+    """Rows for every complete checkpoint (one whose info file is written), with its metrics
+    (`step`, `train_reward_mean`, `valid_reward_mean`, and `train_loss` when known)."""
+    rows = []
+    for directory in checkpoint_dirs(jobdir):
+        info_file = directory / "openrft_checkpoint.json"
+        info = _parse(info_file.read_text(encoding="utf-8")) if info_file.exists() else None
+        if info is None or not isinstance(info.get("step"), int):
+            continue  # still being written, or not ours
+        step = info["step"]
+        known = scores.get(step, {})
+        metrics = {
+            "step": float(step),
+            "train_reward_mean": info.get("train_reward_mean", known.get("train_reward_mean")),
+            "valid_reward_mean": info.get("valid_reward_mean", known.get("valid_reward_mean")),
+            "train_loss": known.get("loss"),
+        }
+        rows.append(
+            {
+                "name": directory.name,
+                "step": step,
+                "metrics": metrics,
+                "model": f"{model_name}:ckpt-step-{step}",
+                "path": str(directory),
+            }
+        )
+    return rows
+
+
+def step_scores(event: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of one metrics event a checkpoint reports."""
+    data = event.get("data") or {}
+    scores = dict(data.get("scores") or {})
+    trl = data.get("trl") or {}
+    if "loss" in trl:
+        scores["loss"] = trl["loss"]
+    return scores

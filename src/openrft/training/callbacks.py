@@ -1,0 +1,352 @@
+"""The run's bookkeeping, as one `transformers` callback: metrics, evaluation, checkpoints, budget.
+
+Per optimizer step, `RunCallback` writes one line to `metrics.jsonl`, shaped like OpenAI's
+fine-tuning metrics events:
+
+```json
+{"step": 3, "total_steps": 10,
+ "scores": {"train_reward_mean": 0.41, "valid_reward_mean": null,
+            "train_graders": {"correct": 0.41}, "valid_graders": {}},
+ "usage": {"completion_tokens_mean": 12.5, "reasoning_tokens_mean": 0.0, "trained_tokens": 5120},
+ "errors": {"sample_parse_error": 0.0},
+ "timing": {"sampling": 6.1, "grading": 0.01, "training": 4.2, "eval": 0.0, "step": 10.3},
+ "trl": {"kl": 0.0, "entropy": 1.7, "clip_ratio/region_mean": 0.0, "frac_reward_zero_std": 0.5},
+ "warnings": []}
+```
+
+Step 0 is the baseline evaluation; validation also runs every `eval_interval` steps, at every
+checkpoint step and at the last step. Checkpoints (HF-format LoRA adapters plus the optimizer
+state a `--resume` needs) are saved at `n_checkpoints` evenly spaced steps; the best
+`keep_best_k` by `valid_reward_mean` and the last are kept. A budget (seconds, steps, tokens)
+stops training after the current step with a checkpoint. Only the main process writes files
+and evaluates; every rank writes `ranks/rank-N.json` so multi-process runs can be checked.
+
+What it does not do: sample, grade or compute losses (TRL does), or draw plots (`report.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from openrft.graders.python_grader import check_error_rate
+from openrft.training.config import TrainingConfig
+from openrft.training.evaluate import EvalResult, Evaluator, write_samples
+from openrft.training.rewards import GraderReward
+
+ZERO_VARIANCE_WARNING = 0.75
+"""Warn when more than this share of a step's groups have identical rewards (no signal)."""
+
+CHECKPOINT_INFO = "openrft_checkpoint.json"
+PAUSE_FILE = "PAUSE"
+"""Created in the run dir by whoever wants the run to pause (the service's worker): the run
+checkpoints after the current step and stops; `--resume` continues it."""
+PAUSED_INFO = "paused.json"
+"""Written when a run pauses: `{"reason": "request" | "budget", "step": N}`."""
+"""File in each checkpoint dir recording its step and `valid_reward_mean`."""
+
+TRL_KEYS = ("kl", "entropy", "frac_reward_zero_std", "reward_std", "loss", "grad_norm")
+TRL_PREFIXES = ("clip_ratio", "completions/")
+
+
+def checkpoint_steps(total: int, n: int) -> set[int]:
+    """`n` evenly spaced steps in 1..total, always including `total`."""
+    return {max(1, round(total * i / n)) for i in range(1, n + 1)} | {total}
+
+
+class RunCallback(TrainerCallback):
+    """Metrics lines, evaluation schedule, checkpoints, budget pause and the progress bar."""
+
+    def __init__(
+        self,
+        config: TrainingConfig,
+        output_dir: Path,
+        reward: GraderReward,
+        evaluator: Evaluator,
+        *,
+        resumed: bool = False,
+        progress: bool = False,
+    ) -> None:
+        self.config = config
+        self.output_dir = output_dir
+        self.reward = reward
+        self.evaluator = evaluator
+        self.resumed = resumed
+        self.timer: dict[str, float] = {"generate_and_score": 0.0}
+        """Filled by the trainer: seconds spent sampling and scoring this step."""
+        self.evals: list[EvalResult] = []
+        self.paused = False
+        self.last_valid: EvalResult | None = None
+        self._pending_eval: EvalResult | None = None
+        self._checkpoints: set[int] = set()
+        self._started = perf_counter()
+        self._step_started = perf_counter()
+        self._tokens_at_start = 0
+        self._steps_at_start = 0
+        self._steps_run = 0
+        self._console = Console(stderr=True)
+        self._progress: Progress | None = None
+        self._task: Any = None
+        self._show_progress = progress
+        self._last_warning = -100
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
+    ) -> None:
+        self._checkpoints = checkpoint_steps(state.max_steps, self.config.n_checkpoints)
+        self._tokens_at_start = state.num_input_tokens_seen or 0
+        (self.output_dir / PAUSED_INFO).unlink(missing_ok=True)
+        self._steps_at_start = state.global_step
+        if state.is_world_process_zero:
+            self._start_progress(state)
+            if not self.resumed:
+                result = self._evaluate(0)
+                self._write_line(self._line(state, {}, result, 0.0))
+
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
+    ) -> None:
+        self._step_started = perf_counter()
+        self.timer["generate_and_score"] = 0.0
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
+    ) -> None:
+        step = state.global_step
+        self._steps_run += 1
+        self._step_seconds = perf_counter() - self._step_started
+        requested = (self.output_dir / PAUSE_FILE).exists()
+        budget_hit = rank_zero_decides(self._budget_reached(state) or requested)
+        last = step >= state.max_steps
+        save = step in self._checkpoints or budget_hit or last
+        interval = self.config.eval_interval
+        due = bool(interval and step % interval == 0) or save
+        self._pending_eval = None
+        if due and state.is_world_process_zero:
+            self._pending_eval = self._evaluate(step)
+        if save:
+            control.should_save = True
+        if budget_hit and not last:
+            self.paused = True
+            control.should_training_stop = True
+            if state.is_world_process_zero:
+                reason = {"reason": "request" if requested else "budget", "step": step}
+                (self.output_dir / PAUSED_INFO).write_text(json.dumps(reason), encoding="utf-8")
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> None:
+        if not logs or "reward" not in logs:
+            return  # the end-of-training summary, not a step
+        stats = self.reward.stats.take()
+        # raises GradingError (with sample tracebacks): the job fails, as documented
+        check_error_rate(stats.results, threshold=self.config.max_grader_error_rate)
+        if not state.is_world_process_zero:
+            return
+        timing = {
+            "sampling": max(0.0, self.timer["generate_and_score"] - stats.seconds),
+            "grading": stats.seconds,
+        }
+        line = self._line(state, logs, self._pending_eval, getattr(self, "_step_seconds", 0.0))
+        line["errors"] = {flag: n / max(1, stats.samples) for flag, n in stats.errors.items()}
+        line["timing"].update(timing)
+        line["timing"]["training"] = max(
+            0.0, line["timing"]["step"] - timing["sampling"] - timing["grading"]
+        )
+        line["warnings"] = self._warnings(state.global_step, logs)
+        self._write_line(line)
+        self._update_progress(state, logs)
+
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
+    ) -> None:
+        if not state.is_world_process_zero:
+            return
+        directory = Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
+        valid = self.last_valid.reward_mean if self.last_valid else None
+        info = {"step": state.global_step, "valid_reward_mean": valid, "paused": self.paused}
+        (directory / CHECKPOINT_INFO).write_text(json.dumps(info), encoding="utf-8")
+        prune_checkpoints(Path(str(args.output_dir)), self.config.keep_best_k)
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
+    ) -> None:
+        self._stop_progress()
+        ranks = self.output_dir / "ranks"
+        ranks.mkdir(parents=True, exist_ok=True)
+        record = {
+            "rank": args.process_index,
+            "world_size": args.world_size,
+            "steps": self._steps_run,
+            "global_step": state.global_step,
+        }
+        (ranks / f"rank-{args.process_index}.json").write_text(json.dumps(record))
+
+    # --- pieces -------------------------------------------------------------------------------
+
+    def _evaluate(self, step: int) -> EvalResult:
+        result = self.evaluator.run(step)
+        write_samples(result, self.output_dir / "evals")
+        self.evals.append(result)
+        self.last_valid = result
+        if self._progress is None:
+            self._console.print(f"step {step}: valid reward {result.reward_mean:.3f}")
+        else:
+            self._progress.console.print(f"step {step}: valid reward {result.reward_mean:.3f}")
+        return result
+
+    def _budget_reached(self, state: TrainerState) -> bool:
+        budget = self.config.budget
+        seconds = perf_counter() - self._started
+        tokens = (state.num_input_tokens_seen or 0) - self._tokens_at_start
+        steps = state.global_step - self._steps_at_start
+        return bool(
+            (budget.max_seconds and seconds >= budget.max_seconds)
+            or (budget.max_steps and steps >= budget.max_steps)
+            or (budget.max_tokens and tokens >= budget.max_tokens)
+        )
+
+    def _line(
+        self, state: TrainerState, logs: dict[str, Any], valid: EvalResult | None, seconds: float
+    ) -> dict[str, Any]:
+        prefix = f"rewards/{self.reward.grader.name}/"
+        graders = {
+            key.removeprefix(prefix).removesuffix("/mean"): value
+            for key, value in logs.items()
+            if key.startswith(prefix) and key.endswith("/mean") and key != prefix + "mean"
+        }
+        if not graders and prefix + "mean" in logs:  # a single grader is its own breakdown
+            graders = {self.reward.grader.name: logs[prefix + "mean"]}
+        trl = {k: v for k, v in logs.items() if k in TRL_KEYS or k.startswith(TRL_PREFIXES)}
+        return {
+            "step": state.global_step,
+            "total_steps": state.max_steps,
+            "scores": {
+                "train_reward_mean": logs.get("reward"),
+                "valid_reward_mean": valid.reward_mean if valid else None,
+                "train_graders": graders,
+                "valid_graders": valid.grader_means if valid else {},
+            },
+            "usage": {
+                "completion_tokens_mean": logs.get("completions/mean_length"),
+                "reasoning_tokens_mean": 0.0,
+                "trained_tokens": state.num_input_tokens_seen,
+            },
+            "errors": valid.error_rates if valid and not logs else {},
+            "timing": {"step": seconds, "eval": valid.seconds if valid else 0.0},
+            "trl": trl,
+            "warnings": [],
+        }
+
+    def _warnings(self, step: int, logs: dict[str, Any]) -> list[str]:
+        zero = logs.get("frac_reward_zero_std")
+        if zero is None or zero <= ZERO_VARIANCE_WARNING:
+            return []
+        message = (
+            f"{zero:.0%} of groups got identical rewards: no learning signal. Try a grader with "
+            "partial credit, more generations, a higher temperature or easier prompts."
+        )
+        if step - self._last_warning >= 5:
+            self._last_warning = step
+            self._console.print(f"[yellow]warning (step {step}):[/] {message}")
+        return [message]
+
+    def _write_line(self, line: dict[str, Any]) -> None:
+        with (self.output_dir / "metrics.jsonl").open("a", encoding="utf-8") as out:
+            out.write(json.dumps(line) + "\n")
+
+    def _start_progress(self, state: TrainerState) -> None:
+        if not self._show_progress or not self._console.is_terminal:
+            return  # off a terminal, `_update_progress` prints one plain line per step
+        self._progress = Progress(
+            TextColumn("[bold]GRPO"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=self._console,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(
+            "train", total=state.max_steps, completed=state.global_step, status="evaluating…"
+        )
+
+    def _update_progress(self, state: TrainerState, logs: dict[str, Any]) -> None:
+        valid = f" valid {self.last_valid.reward_mean:.3f}" if self.last_valid else ""
+        status = f"reward {logs.get('reward', 0.0):.3f}{valid}"
+        if self._progress is not None:
+            self._progress.update(self._task, completed=state.global_step, status=status)
+        elif self._show_progress:
+            self._console.print(f"step {state.global_step}/{state.max_steps}: {status}")
+
+    def _stop_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def rank_zero_decides(flag: bool) -> bool:
+    """Rank 0's value of `flag` on every rank, so all ranks stop at the same step (a clock
+    budget can trip on one rank a step before another, which would hang the other)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    shared = [flag]
+    dist.broadcast_object_list(shared, src=0)
+    return bool(shared[0])
+
+
+def read_checkpoint_info(directory: Path) -> dict[str, Any]:
+    path = directory / CHECKPOINT_INFO
+    if not path.exists():
+        return {"step": int(directory.name.rsplit("-", 1)[-1]), "valid_reward_mean": None}
+    info: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return info
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Checkpoint dirs under `directory`, oldest step first."""
+    found = [p for p in directory.glob("checkpoint-*") if p.is_dir()]
+    return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[-1]))
+
+
+def prune_checkpoints(directory: Path, keep_best_k: int) -> None:
+    """Keep the last checkpoint and the `keep_best_k` best by `valid_reward_mean`."""
+    found = list_checkpoints(directory)
+    if not found:
+        return
+    last, others = found[-1], found[:-1]
+    scored = sorted(
+        others,
+        key=lambda p: read_checkpoint_info(p).get("valid_reward_mean") or float("-inf"),
+        reverse=True,
+    )
+    for stale in scored[keep_best_k:]:
+        shutil.rmtree(stale)
+    del last
+
+
+def best_checkpoint(directory: Path) -> Path | None:
+    """The kept checkpoint with the highest `valid_reward_mean` (the last one on ties)."""
+    found = list_checkpoints(directory)
+    if not found:
+        return None
+    return max(
+        reversed(found),
+        key=lambda p: read_checkpoint_info(p).get("valid_reward_mean") or float("-inf"),
+    )

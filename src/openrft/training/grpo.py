@@ -1,0 +1,288 @@
+"""The recipe: `run(config) -> TrainResult`, readable top to bottom.
+
+1. Read the rows; hold out a validation share if there is no validation file.
+2. Load the model (a HF dir, a hub id, or the embedded SmolLM2) and wrap it in LoRA.
+3. Optionally warm it up with supervised fine-tuning (TRL `SFTTrainer`).
+4. Train with TRL `GRPOTrainer`, the grader tree as reward functions (`rewards.py`); the
+   `RunCallback` evaluates, writes `metrics.jsonl`, checkpoints and enforces the budget.
+5. Write the report (plots + `report.md`).
+
+`method: supervised` runs step 3 as the whole job. Multi-process runs start this module once per
+rank (`python -m openrft.training.grpo CONFIG.json OUTPUT_DIR`, under `torchrun`); only rank 0
+evaluates and writes the report. Nothing here parses configs or draws plots itself.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+from openrft.errors import ConfigError, Problem
+from openrft.training import report
+from openrft.training.callbacks import RunCallback, best_checkpoint, list_checkpoints
+from openrft.training.config import (
+    SFTSettings,
+    TrainingConfig,
+    build_grpo_config,
+    build_lora_config,
+    build_sft_config,
+    parse_config,
+)
+from openrft.training.evaluate import Evaluator
+from openrft.training.models import known_deprecations_silenced, resolve_model
+from openrft.training.rewards import GraderReward, reward_functions, reward_weights
+from openrft.training.rows import (
+    Row,
+    grpo_records,
+    load_rows,
+    prompt_only,
+    read_sft_jsonl,
+    sft_records,
+    split_rows,
+)
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or paused) run produced."""
+
+    output_dir: Path
+    steps: int
+    """Optimizer steps completed (over all sessions of a resumed run)."""
+    total_steps: int
+    paused: bool = False
+    """The budget stopped the run early; `--resume` continues it."""
+    baseline_valid_reward: float | None = None
+    final_valid_reward: float | None = None
+    checkpoints: list[Path] = field(default_factory=list)
+    best_checkpoint: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.output_dir / "metrics.jsonl"
+
+    @property
+    def report_path(self) -> Path:
+        return self.output_dir / "report.md"
+
+
+def run(
+    config: TrainingConfig,
+    output_dir: Path | None = None,
+    *,
+    resume: Path | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Train as `config` says; write metrics, checkpoints and the report under `output_dir`."""
+    with known_deprecations_silenced():
+        return _run(config, output_dir, resume=resume, progress=progress)
+
+
+def _run(
+    config: TrainingConfig, output_dir: Path | None, *, resume: Path | None, progress: bool
+) -> TrainResult:
+    import transformers
+
+    started = perf_counter()
+    out = Path(output_dir or config.output_dir or "runs/openrft")
+    out.mkdir(parents=True, exist_ok=True)
+    transformers.set_seed(config.seed)
+    train_rows, valid_rows = read_rows(config)
+    model, tokenizer = load_model(config)
+    if config.method == "supervised":
+        return run_supervised(config, model, tokenizer, train_rows, valid_rows, out, started)
+    if config.sft_warmup is not None and resume is None:  # a resumed run loads its adapter
+        supervise(config, config.sft_warmup, model, tokenizer, train_rows, out / "sft")
+    if config.grader is None:  # the config validator already refuses this
+        raise ConfigError([Problem("$.grader", "a reinforcement job needs a `grader`")])
+    reward = GraderReward(config.grader, response_format=config.response_format)
+    evaluator = Evaluator(model, tokenizer, valid_rows, reward, config)
+    callback = RunCallback(
+        config, out, reward, evaluator, resumed=resume is not None, progress=progress
+    )
+    trainer = build_grpo_trainer(config, model, tokenizer, train_rows, reward, callback, out)
+    trainer.train(resume_from_checkpoint=str(find_resume_point(resume)) if resume else None)
+    result = summarize(out, callback, trainer.state, started)
+    if trainer.accelerator.is_main_process:
+        report.write(out)
+    return result
+
+
+def read_rows(config: TrainingConfig) -> tuple[list[Row], list[Row]]:
+    """Training and validation rows (validation carved out when there is no file). Supervised
+    rows end with the assistant's answer, so they are read without the RL checks."""
+    read = read_sft_jsonl if config.method == "supervised" else load_rows
+    rows = read(config.training_file, config.grader)
+    if config.validation_file:
+        return rows, read(config.validation_file, config.grader)
+    return split_rows(rows, config.validation_share, config.seed)
+
+
+def load_model(config: TrainingConfig) -> tuple[Any, Any]:
+    """The policy (wrapped in LoRA unless `lora: null`) and its tokenizer."""
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve_model(config.model)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model: Any = AutoModelForCausalLM.from_pretrained(source)
+    if config.lora is not None:
+        model = get_peft_model(model, build_lora_config(config.lora))
+    return model, tokenizer
+
+
+def build_grpo_trainer(
+    config: TrainingConfig,
+    model: Any,
+    tokenizer: Any,
+    rows: list[Row],
+    reward: GraderReward,
+    callback: RunCallback,
+    out: Path,
+) -> Any:
+    """A `GRPOTrainer` over `rows` whose checkpoints go to `out/checkpoints`."""
+    from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback
+
+    funcs = reward_functions(reward)
+    args = build_grpo_config(config, out / "checkpoints", len(rows))
+    args.reward_weights = reward_weights(funcs)
+    trainer = _timed_trainer_class()(
+        model=model,
+        reward_funcs=funcs,
+        args=args,
+        train_dataset=Dataset.from_list(grpo_records(rows)),
+        processing_class=tokenizer,
+        callbacks=[callback],
+    )
+    trainer.timer = callback.timer
+    trainer.remove_callback(PrinterCallback)  # our metrics lines and progress bar replace it
+    return trainer
+
+
+def _timed_trainer_class() -> type:
+    # defined in a function so importing this module does not import trl
+    from trl.trainer.grpo_trainer import GRPOTrainer
+
+    class _Timed(GRPOTrainer):
+        """GRPOTrainer that records how long sampling + scoring took (for `timing`)."""
+
+        timer: dict[str, float]
+
+        def _generate_and_score_completions(self, inputs: Any) -> Any:
+            started = perf_counter()
+            try:
+                return super()._generate_and_score_completions(inputs)
+            finally:
+                self.timer["generate_and_score"] += perf_counter() - started
+
+    return _Timed
+
+
+def supervise(
+    config: TrainingConfig,
+    settings: SFTSettings,
+    model: Any,
+    tokenizer: Any,
+    rows: list[Row],
+    out: Path,
+) -> Any:
+    """A supervised stage (TRL `SFTTrainer`) on `settings.training_file` or the job's rows."""
+    from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback
+    from trl.trainer.sft_trainer import SFTTrainer
+
+    source = read_sft_jsonl(settings.training_file, None) if settings.training_file else rows
+    records = sft_records(source, settings.completion)
+    trainer = SFTTrainer(
+        model=model,
+        args=build_sft_config(settings, config, out, len(records)),
+        train_dataset=Dataset.from_list(records),
+        processing_class=tokenizer,
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    return trainer
+
+
+def run_supervised(
+    config: TrainingConfig,
+    model: Any,
+    tokenizer: Any,
+    train_rows: list[Row],
+    valid_rows: list[Row],
+    out: Path,
+    started: float,
+) -> TrainResult:
+    """`method: supervised`: SFT with the job's epochs, learning rate and batch size (or the
+    `sft_warmup` section), evaluated with the grader before and after when one is given."""
+    settings = config.sft_warmup or SFTSettings(
+        n_epochs=config.n_epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        batch_size=config.batch_size,
+    )
+    evaluator = None
+    if config.grader is not None:
+        reward = GraderReward(config.grader, response_format=config.response_format)
+        prompts = [prompt_only(row) for row in valid_rows]
+        evaluator = Evaluator(model, tokenizer, prompts, reward, config)
+    baseline = evaluator.run(0) if evaluator else None
+    trainer = supervise(config, settings, model, tokenizer, train_rows, out / "sft")
+    final = evaluator.run(trainer.state.global_step) if evaluator else None
+    checkpoint = out / "checkpoints" / f"checkpoint-{trainer.state.global_step}"
+    trainer.save_model(str(checkpoint))
+    tokenizer.save_pretrained(checkpoint)
+    return TrainResult(
+        output_dir=out,
+        steps=trainer.state.global_step,
+        total_steps=trainer.state.max_steps,
+        baseline_valid_reward=baseline.reward_mean if baseline else None,
+        final_valid_reward=final.reward_mean if final else None,
+        checkpoints=[checkpoint],
+        best_checkpoint=checkpoint,
+        seconds=perf_counter() - started,
+    )
+
+
+def find_resume_point(path: Path) -> Path:
+    """A checkpoint dir as given, or the latest checkpoint of a run dir."""
+    if (path / "trainer_state.json").exists():
+        return path
+    found = list_checkpoints(path / "checkpoints") or list_checkpoints(path)
+    if not found:
+        raise ConfigError([Problem(str(path), "no checkpoint to resume from here")])
+    return found[-1]
+
+
+def summarize(out: Path, callback: RunCallback, state: Any, started: float) -> TrainResult:
+    evals = callback.evals
+    return TrainResult(
+        output_dir=out,
+        steps=state.global_step,
+        total_steps=state.max_steps,
+        paused=callback.paused,
+        baseline_valid_reward=evals[0].reward_mean if evals and evals[0].step == 0 else None,
+        final_valid_reward=evals[-1].reward_mean if evals else None,
+        checkpoints=list_checkpoints(out / "checkpoints"),
+        best_checkpoint=best_checkpoint(out / "checkpoints"),
+        seconds=perf_counter() - started,
+    )
+
+
+def main(argv: list[str]) -> None:
+    """Entry point of one rank: `python -m openrft.training.grpo CONFIG.json OUT [RESUME]`."""
+    config = parse_config(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
+    resume = Path(argv[2]) if len(argv) > 2 else None
+    run(config, Path(argv[1]), resume=resume)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

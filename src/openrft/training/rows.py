@@ -1,0 +1,105 @@
+"""Dataset rows as training sees them: read, split, and shaped for TRL records.
+
+RL rows are read and validated by `openrft.data.load_dataset` (every problem with its line,
+including fields the grader's templates need); the validation carve-out is
+`openrft.data.split_validation` (10% of the training rows, at least 1, at most 100, picked with
+the job's `seed`). Supervised files, whose rows end with the assistant's answer, are read with
+`read_sft_jsonl`, which checks only what SFT needs. Nothing here trains.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from openrft.data import Row, load_dataset, split_validation
+from openrft.errors import DatasetError, Problem
+from openrft.graders.spec import Grader
+from openrft.graders.template import render
+from openrft.training.rewards import ITEM_COLUMN
+
+__all__ = [
+    "Row",
+    "grpo_records",
+    "load_rows",
+    "prompt_only",
+    "read_sft_jsonl",
+    "sft_records",
+    "split_rows",
+]
+
+
+def load_rows(path: str | Path, grader: Grader | None = None) -> list[Row]:
+    """Read and validate a chat-format JSONL file of prompts (final message from the user)."""
+    return load_dataset(path, grader)
+
+
+def split_rows(rows: list[Row], share: float, seed: int) -> tuple[list[Row], list[Row]]:
+    """Hold out validation rows when a job has no validation file."""
+    return split_validation(rows, share, seed)
+
+
+def read_sft_jsonl(path: str | Path, grader: Grader | None = None) -> list[Row]:
+    """Supervised rows: JSON per line with a non-empty `messages` list (usually ending with the
+    assistant's answer); other keys except `tools` become the item. Raises `DatasetError`
+    listing every bad line. (`grader` is accepted so it reads like `load_rows`; unused.)"""
+    del grader
+    rows: list[Row] = []
+    problems: list[Problem] = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError([Problem(str(path), f"cannot read the file: {exc}")]) from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except ValueError as exc:
+            problems.append(Problem(f"{path}:{number}", f"not valid JSON: {exc}"))
+            continue
+        messages = raw.pop("messages", None) if isinstance(raw, dict) else None
+        if not isinstance(messages, list) or not messages:
+            problems.append(Problem(f"{path}:{number}", "needs a non-empty `messages` list"))
+            continue
+        rows.append(Row(messages=messages, tools=raw.pop("tools", None), item=raw, line=number))
+    if problems or not rows:
+        raise DatasetError(problems or [Problem(str(path), "the file has no rows")])
+    return rows
+
+
+def prompt_only(row: Row) -> Row:
+    """The row without a trailing assistant answer (what the model is asked at evaluation)."""
+    if row.messages and row.messages[-1].get("role") == "assistant":
+        return Row(messages=row.messages[:-1], tools=row.tools, item=row.item, line=row.line)
+    return row
+
+
+def grpo_records(rows: list[Row]) -> list[dict[str, Any]]:
+    """TRL prompt records: conversational `prompt` plus the item as a JSON column."""
+    return [{"prompt": row.messages, ITEM_COLUMN: json.dumps(row.item)} for row in rows]
+
+
+def sft_records(rows: list[Row], completion: str | None) -> list[dict[str, Any]]:
+    """TRL prompt-completion records: the final assistant message is the target, or, for rows
+    ending with the user, `completion` rendered over the item."""
+    records = []
+    for i, row in enumerate(rows):
+        if row.messages[-1].get("role") == "assistant":
+            prompt, target = row.messages[:-1], row.messages[-1]
+        elif completion is not None:
+            text = render(completion, sample={}, item=row.item)
+            prompt, target = row.messages, {"role": "assistant", "content": text}
+        else:
+            raise DatasetError(
+                [
+                    Problem(
+                        f"line {row.line or i + 1}",
+                        "a supervised row must end with an assistant message; or set "
+                        "`sft_warmup.completion`, e.g. '{{ item.reference_answer }}'",
+                    )
+                ]
+            )
+        records.append({"prompt": prompt, "completion": [target]})
+    return records
