@@ -254,6 +254,9 @@ def bubblewrap_command(bwrap: str, limits: SandboxLimits) -> list[str]:
     for key, value in worker_env(SANDBOX_SCRATCH).items():
         cmd += ["--setenv", key, value]
     cmd += ["--dev", "/dev", "--proc", "/proc"]
+    # the scratch tmpfs goes first: runtime paths that live below it (a checkout under /tmp)
+    # are then bound on top of it instead of being hidden by it
+    cmd += ["--perms", "1777", "--size", str(limits.scratch_mb << 20), "--tmpfs", SANDBOX_SCRATCH]
     bound: list[Path] = [Path("/dev"), Path("/proc")]
     made: set[Path] = set()
     for path in [*read_paths(), SANDBOX_WORKER_PATH]:
@@ -264,7 +267,6 @@ def bubblewrap_command(bwrap: str, limits: SandboxLimits) -> list[str]:
         cmd += _mkdirs(target.parent, bound, made)
         cmd += ["--ro-bind", str(source), path]
         bound.append(target)
-    cmd += ["--perms", "1777", "--size", str(limits.scratch_mb << 20), "--tmpfs", SANDBOX_SCRATCH]
     return [*cmd, "--chdir", SANDBOX_SCRATCH]
 
 
