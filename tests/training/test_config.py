@@ -1,6 +1,8 @@
 """The native `TrainingConfig` and its builders to TRL / peft configs."""
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +14,7 @@ from openrft.training.config import (
     build_sft_config,
     load_config_file,
     parse_config,
+    structured_output_regex,
     total_steps,
 )
 
@@ -128,3 +131,17 @@ def test_config_file_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     path = tmp_path / "job.yaml"
     path.write_text("training_file: train.jsonl\ngrader:\n  type: format_check\n")
     assert load_config_file(path).training_file == str(tmp_path / "train.jsonl")
+
+
+def test_response_format_constrains_vllm_generation(make_config: Any) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "integer"}},
+        "required": ["answer"],
+    }
+    assert structured_output_regex(make_config(response_format=schema)) is None  # no vLLM
+    regex = structured_output_regex(make_config(response_format=schema, use_vllm=True))
+    assert regex is not None
+    assert re.fullmatch(regex, '{"answer": 42}')
+    assert not re.fullmatch(regex, '{"answer": "42"}')
+    assert structured_output_regex(make_config(use_vllm=True)) is None  # nothing to constrain

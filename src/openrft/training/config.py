@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from openrft.errors import ConfigError, Problem, SpecError
+from openrft.errors import ConfigError, MissingResourceError, Problem, SpecError
 from openrft.graders import load_grader
 from openrft.graders.spec import Grader
 
@@ -375,9 +375,28 @@ def build_grpo_config(config: TrainingConfig, output_dir: Path, n_rows: int) -> 
         mask_truncated_completions=config.mask_truncated_completions,
         use_vllm=config.use_vllm,
         vllm_mode=config.vllm_mode,
+        vllm_structured_outputs_regex=structured_output_regex(config),
         shuffle_dataset=True,
         log_completions=False,
     )
+
+
+def structured_output_regex(config: TrainingConfig) -> str | None:
+    """The regex vLLM constrains generation to when `response_format` is set.
+
+    Only vLLM can constrain decoding (TRL passes it a regex); transformers' `generate` cannot, so
+    without vLLM outputs that miss the schema are scored 0 with `sample_parse_error` instead."""
+    if not (config.use_vllm and config.response_format):
+        return None
+    try:
+        from outlines_core.json_schema import build_regex_from_schema
+    except ImportError:
+        raise MissingResourceError(
+            "constraining vLLM to `response_format` needs outlines-core: "
+            "pip install 'openrft[train]'"
+        ) from None
+    regex: str = build_regex_from_schema(json.dumps(config.response_format))
+    return regex
 
 
 def build_sft_config(
