@@ -7,6 +7,8 @@ PY=${PYTHON:-python3}
 # bubblewrap: the python grader's namespace layer (docs/sandbox.md). Needs root to install.
 if [ "$(id -u)" = 0 ]; then
     command -v bwrap >/dev/null || (apt-get update -qq && apt-get install -y -qq bubblewrap)
+    # Debian's chromium: the dashboard's browser tests drive it headless (never a downloaded one)
+    command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
     # PostgreSQL: the service's store tests also run against a real local cluster.
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null \
         || (apt-get update -qq && apt-get install -y -qq postgresql)

@@ -182,11 +182,39 @@ def read_samples(jobdir: Path) -> dict[int, list[dict[str, Any]]]:
     return by_step
 
 
-def _sample(value: Mapping[str, Any]) -> dict[str, Any]:
+def _prompt_of(row: Mapping[str, Any]) -> Any:
+    messages = row.get("messages")
+    if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
+        return messages[-1].get("content")
+    return None
+
+
+def find_references(config: Mapping[str, Any], prompts: set[str]) -> dict[str, Any]:
+    """For samples written without a `reference`: each prompt's item fields (its
+    `reference_answer` when it has one), looked up in the job's dataset files by prompt text."""
+    found: dict[str, Any] = {}
+    for key in ("validation_file", "training_file"):
+        path = config.get(key)
+        if not isinstance(path, str) or not Path(path).exists():
+            continue
+        for row in _parsed_lines(Path(path)):
+            prompt = _prompt_of(row)
+            if isinstance(prompt, str) and prompt in prompts and prompt not in found:
+                item = {k: v for k, v in row.items() if k not in ("messages", "tools")}
+                found[prompt] = item.get("reference_answer", item)
+            if len(found) == len(prompts):
+                return found
+    return found
+
+
+def _sample(value: Mapping[str, Any], references: Mapping[str, Any]) -> dict[str, Any]:
     sub = value.get("sub_rewards")
+    reference = value.get("reference")
+    if reference is None and isinstance(value.get("prompt"), str):
+        reference = references.get(value["prompt"])
     return {
         "prompt": _clip(value.get("prompt")),
-        "reference": _clip(value.get("reference")),
+        "reference": _clip(reference),
         "completion": _clip(value.get("completion")),
         "reward": value.get("reward"),
         "sub_rewards": sub if isinstance(sub, dict) else {},
@@ -202,18 +230,24 @@ def job_samples(
     step: int | None = None,
 ) -> dict[str, Any]:
     """One evaluation's samples (the latest unless `step`), and the steps that have some."""
-    _job_row(store, project, job_id)
+    row = _job_row(store, project, job_id)
     by_step = read_samples(settings.jobs_dir / job_id)
     steps = sorted(by_step)
     chosen = step if step is not None else (steps[-1] if steps else None)
     if chosen is not None and chosen not in by_step:
         raise NotFoundError(f"No samples at step {chosen}", param="step", code="samples_not_found")
-    shown = by_step.get(chosen, []) if chosen is not None else []
+    shown = by_step.get(chosen, [])[:MAX_SAMPLES] if chosen is not None else []
+    unmatched = {
+        v["prompt"]
+        for v in shown
+        if v.get("reference") is None and isinstance(v.get("prompt"), str)
+    }
+    references = find_references(row["config"] or {}, unmatched) if unmatched else {}
     return {
         "steps": steps,
         "step": chosen,
-        "samples": [_sample(value) for value in shown[:MAX_SAMPLES]],
-        "total": len(shown),
+        "samples": [_sample(value, references) for value in shown],
+        "total": len(by_step.get(chosen, [])) if chosen is not None else 0,
     }
 
 

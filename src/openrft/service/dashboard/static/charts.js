@@ -3,6 +3,12 @@
 // `data-points` attribute counts the points drawn, for tests and for the curious.
 "use strict";
 
+// Chart.js's own tick labels, except tiny values: 0.000007 reads as 7.0e-6, not 7.000000E-6.
+function tick(value, index, ticks) {
+  if (value !== 0 && Math.abs(value) < 1e-3) return value.toExponential(1);
+  return Chart.Ticks.formatters.numeric.call(this, value, index, ticks);
+}
+
 const PALETTE = [
   "#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777",
   "#4b5563", "#65a30d",
@@ -19,7 +25,8 @@ class SeriesChart {
       x: { type: "linear", title: { display: true, text: "step" }, ticks: { precision: 0 } },
       y: {
         title: { display: Boolean(opts.yLabel), text: opts.yLabel || "" },
-        suggestedMin: opts.min,
+        ticks: { callback: tick },
+        min: opts.min,
         suggestedMax: opts.max,
       },
     };
@@ -27,6 +34,7 @@ class SeriesChart {
       scales.y2 = {
         position: "right",
         title: { display: true, text: opts.y2Label },
+        ticks: { callback: tick },
         grid: { drawOnChartArea: false },
       };
     }
@@ -100,7 +108,7 @@ class JobCharts {
     this.graders = new SeriesChart(byId("chart-graders"), { yLabel: "mean reward" });
     this.length = new SeriesChart(byId("chart-length"), { yLabel: "tokens", min: 0 });
     this.kl = new SeriesChart(byId("chart-kl"), { yLabel: "KL", y2Label: "entropy" });
-    this.errors = new SeriesChart(byId("chart-errors"), { yLabel: "share of samples", min: 0 });
+    this.errors = new SeriesChart(byId("chart-errors"), { yLabel: "share of samples", min: 0, max: 0.1 });
     this.errors.add("highest flag rate", 0, 0); // a flat zero line reads better than an empty chart
   }
 

@@ -1,0 +1,340 @@
+"""The dashboard in a real browser: headless Debian Chromium, driven by Playwright, against a real
+`openrft serve` (API keys on, one worker) training a tiny local model through the real
+`openrft train` subprocess. One browser and one server for the whole module.
+
+Chromium is launched with flags that keep it off the network (no component updates, no sync,
+no background requests); Playwright's own browser downloads are never used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from tests.service.conftest import MULTI, Server, arithmetic_rows, jsonl
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = os.environ.get("OPENRFT_DASHBOARD_SCREENSHOT")
+"""Set to a path (docs/dashboard.png) to save the finished job's page there."""
+WAIT_MS = 240_000
+"""Upper bound for waits on training (a tiny model's steps take well under a second, but the
+training subprocess starts torch and TRL first, on a shared 2-core machine)."""
+
+PARTIAL = {
+    "type": "multi",
+    "name": "answer",
+    "graders": {
+        "exact": MULTI["graders"]["exact"],  # type: ignore[index]
+        "similar": {
+            "type": "text_similarity",
+            "name": "similar",
+            "evaluation_metric": "fuzzy_match",
+            "input": "{{ sample.output_text }}",
+            "reference": "{{ item.reference_answer }}",
+        },
+    },
+    "calculate_output": "0.5 * exact + 0.5 * similar",
+}
+"""Partial credit, so a tiny random model's curves move (an exact match alone stays at 0)."""
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(
+        "Debian's chromium is not installed (scripts/bootstrap.sh installs it as root)",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (dev extra)")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from openrft.training.models import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny"))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = Server(tmp_path_factory.mktemp("dashboard") / "data", workers=1)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def key(server: Server) -> str:
+    return server.key("dash")
+
+
+@pytest.fixture(scope="module")
+def client(server: Server, key: str) -> openai.OpenAI:
+    return server.client(key=key)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1400, "height": 900},
+        )
+        context.set_default_timeout(30_000)
+        yield context
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, server: Server, key: str) -> Any:
+    """A tab logged in with the `dash` project's key (the login test goes through the form)."""
+    tab = browser.new_page()
+    tab.on("dialog", lambda dialog: dialog.accept())  # the cancel button asks first
+    tab.goto(url(server, "/login"))
+    tab.evaluate("key => sessionStorage.setItem('openrft.apiKey', key)", key)
+    return tab
+
+
+def url(server: Server, path: str) -> str:
+    return f"http://127.0.0.1:{server.port}{path}"
+
+
+def log_in(page: Any, server: Server, key: str) -> None:
+    page.goto(url(server, "/"))
+    page.wait_for_url("**/login?next=*")
+    page.fill("#api-key", key)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_url(url(server, "/"))
+
+
+def create_job(client: openai.OpenAI, model: str, steps: int) -> str:
+    train = client.files.create(
+        file=("train.jsonl", jsonl(arithmetic_rows(16))), purpose="fine-tune"
+    )
+    valid = client.files.create(
+        file=("valid.jsonl", jsonl(arithmetic_rows(4))), purpose="fine-tune"
+    )
+    native = {
+        "num_generations": 2,
+        "batch_size": 2,
+        "max_steps": steps,
+        "max_completion_length": 6,
+        "beta": 0.04,  # so the KL curve has values
+        "eval_interval": 4,
+        "eval_samples": 3,
+        "eval_temperature": 0.7,
+        "n_checkpoints": 2,
+        "keep_best_k": 2,
+        "lora": {"r": 4, "alpha": 8},
+    }
+    job = client.fine_tuning.jobs.create(
+        model=model,
+        training_file=train.id,
+        validation_file=valid.id,
+        suffix="dash",
+        method={"type": "reinforcement", "reinforcement": {"grader": PARTIAL}},  # type: ignore[typeddict-item]
+        extra_body={"openrft": native},
+    )
+    return job.id
+
+
+@pytest.fixture(scope="module")
+def short_job(client: openai.OpenAI, tiny_model: str) -> str:
+    """A job that runs to the end (first in the queue: the module's one worker takes it first)."""
+    return create_job(client, tiny_model, steps=24)
+
+
+@pytest.fixture(scope="module")
+def long_job(client: openai.OpenAI, tiny_model: str, short_job: str) -> str:
+    """A job long enough to be paused while running (it is cancelled in the end)."""
+    return create_job(client, tiny_model, steps=5000)
+
+
+def chart_points(page: Any, chart: str = "chart-reward") -> int:
+    return int(page.get_attribute(f"#{chart}", "data-points") or 0)
+
+
+def status_is(page: Any, status: str) -> None:
+    page.wait_for_function(
+        "s => document.getElementById('job-status').textContent === s", arg=status, timeout=WAIT_MS
+    )
+
+
+# --- tests --------------------------------------------------------------------------------------
+
+
+def test_login_form_keeps_the_key_and_shows_its_project(page: Any, server: Server) -> None:
+    page.goto(url(server, "/"))
+    page.click("#logout")
+    page.wait_for_url(url(server, "/login"))
+    page.goto(url(server, "/"))  # no key any more: the login form, then back here
+    page.wait_for_url("**/login?next=*")
+    page.fill("#api-key", "ork-not-a-real-key")
+    page.click("#login-form button[type=submit]")
+    sync_api.expect(page.locator("#login-error")).to_contain_text("Incorrect API key")
+    other = server.key("someone-else")
+    log_in(page, server, server.key("dash"))
+    sync_api.expect(page.locator("#who")).to_have_text("project: dash")
+    # another project's job is not listed (the API scopes by key)
+    openai.OpenAI(base_url=server.base_url, api_key=other).files.create(
+        file=("x.jsonl", jsonl(arithmetic_rows(2))), purpose="fine-tune"
+    )
+    page.goto(url(server, "/files"))
+    sync_api.expect(page.locator("#files-empty")).to_be_visible()
+
+
+def test_running_job_curve_grows_live_then_pause_resume_cancel(
+    page: Any, server: Server, client: openai.OpenAI, long_job: str
+) -> None:
+    page.goto(url(server, "/"))
+    sync_api.expect(page.locator(f"#jobs tr[data-job-id='{long_job}']")).to_be_visible()
+    page.click(f"a[href='/jobs/{long_job}']")
+    page.evaluate("window.notReloaded = true")
+    status_is(page, "running")
+    page.wait_for_function(
+        "() => Number(document.getElementById('chart-reward').dataset.points) >= 2",
+        timeout=WAIT_MS,
+    )
+    before = chart_points(page)
+    page.wait_for_function(
+        "n => Number(document.getElementById('chart-reward').dataset.points) > n",
+        arg=before,
+        timeout=WAIT_MS,
+    )
+    assert chart_points(page, "chart-graders") > 0
+    page.click("#pause")
+    status_is(page, "paused")
+    assert client.fine_tuning.jobs.retrieve(long_job).status == "paused"
+    sync_api.expect(page.locator("#checkpoints tbody tr").first).to_be_visible()  # pause saved one
+    page.click("#resume")
+    status_is(page, "running")
+    page.click("#cancel")  # confirmed by the dialog handler
+    status_is(page, "cancelled")
+    sync_api.expect(page.locator("#cancel")).to_be_disabled()
+    assert client.fine_tuning.jobs.retrieve(long_job).status == "cancelled"
+    assert page.evaluate("window.notReloaded")  # every change arrived without a reload
+
+
+def test_finished_job_page_has_samples_and_checkpoints(
+    page: Any, server: Server, short_job: str
+) -> None:
+    page.goto(url(server, f"/jobs/{short_job}"))
+    status_is(page, "succeeded")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#samples tbody tr').length > 0", timeout=WAIT_MS
+    )
+    first = page.locator("#samples tbody tr").first
+    prompt = first.locator("td").nth(0).inner_text()
+    assert prompt.startswith("What is")
+    i = int(prompt.split()[2])  # "What is {i} + {i % 3}?" has the reference {i + i % 3}
+    sync_api.expect(first.locator("td").nth(1)).to_have_text(str(i + i % 3))
+    assert chart_points(page, "chart-kl") > 0
+    assert page.locator("#checkpoints tbody tr").count() >= 1
+    sync_api.expect(page.locator("#pause")).to_be_disabled()
+    with page.expect_download() as download:
+        page.locator("#checkpoints tbody tr").first.get_by_text("Download").click()
+    assert download.value.suggested_filename.endswith(".tar.gz")
+    page.locator("#checkpoints tbody tr").first.get_by_text("Export").click()
+    sync_api.expect(page.locator("#export-command")).to_contain_text("openrft export")
+    if SCREENSHOT:
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=SCREENSHOT, full_page=True)
+
+
+def test_playground_runs_graders_in_both_dialects_and_audits(
+    page: Any, server: Server, client: openai.OpenAI
+) -> None:
+    client.files.create(file=("audit.jsonl", jsonl(arithmetic_rows(6))), purpose="fine-tune")
+    page.goto(url(server, "/playground"))
+    page.fill("#sample", "41")
+    page.click("#run")
+    sync_api.expect(page.locator("#reward")).to_have_text("0.1500")  # fuzzy 0.5 * 0.3
+    sync_api.expect(page.locator("#sub-rewards")).to_contain_text("exact")
+    sync_api.expect(page.locator("#flags")).to_contain_text("No error flags")
+    page.select_option("#example", "seekr")  # SeekrFlow reward_components, in YAML
+    page.click("#run")
+    sync_api.expect(page.locator("#reward")).to_have_text("1.0000")
+    page.fill("#item", '{"answer": "42"}')  # the grader reads item.reference_answer
+    page.click("#run")
+    sync_api.expect(page.locator("#flags")).to_contain_text("invalid_variable_error")
+    page.fill("#grader", '{"type": "string_check", "name": "x", "operation": "nope"}')
+    page.click("#run")
+    sync_api.expect(page.locator("#grader-error")).to_contain_text("operation")
+    like = {**MULTI["graders"]["contains"], "name": "contains"}  # type: ignore[index]
+    page.fill("#grader", json.dumps(like))
+    page.click("#audit")
+    sync_api.expect(page.locator("#audit-table tr.flagged").first).to_contain_text("all_references")
+
+
+def test_bad_upload_lists_every_problem_by_line(page: Any, server: Server) -> None:
+    page.goto(url(server, "/files"))
+    broken = b'{"messages": [{"role": "user", "content": "hi"}]}\nnot json\n[1, 2]\n'
+    page.set_input_files(
+        "#upload-file", {"name": "broken.jsonl", "mimeType": "text/plain", "buffer": broken}
+    )
+    page.click("#upload-form button[type=submit]")
+    sync_api.expect(page.locator("#report-title")).to_contain_text("upload refused")
+    rows = page.locator("#problems tbody tr")
+    sync_api.expect(rows).to_have_count(2)
+    assert rows.nth(0).locator("td").first.inner_text() == "2"
+    assert "invalid JSON" in rows.nth(0).inner_text()
+    assert rows.nth(1).locator("td").first.inner_text() == "3"
+    # valid JSONL but not chat data: stored, then validated line by line
+    chat = b'{"messages": [{"role": "user", "content": "hi"}]}\n{"messages": []}\n{"prompt": "x"}\n'
+    page.set_input_files(
+        "#upload-file", {"name": "chat.jsonl", "mimeType": "text/plain", "buffer": chat}
+    )
+    page.click("#upload-form button[type=submit]")
+    sync_api.expect(page.locator("#report-title")).to_contain_text("chat.jsonl (file-")
+    lines = page.locator("#problems tbody tr td:first-child")
+    sync_api.expect(lines).to_have_text(["2", "3"])
+    sync_api.expect(page.locator("#files tbody")).to_contain_text("chat.jsonl")
+
+
+def test_no_auth_server_needs_no_login(browser: Any, tmp_path: Path) -> None:
+    plain = Server(tmp_path / "data", workers=0, OPENRFT_AUTH="false")
+    try:
+        tab = browser.new_page()
+        tab.goto(f"http://127.0.0.1:{plain.port}/")
+        sync_api.expect(tab.locator("#who")).to_have_text("project: default")
+        sync_api.expect(tab.locator("#logout")).to_be_hidden()
+        assert tab.url.endswith(f":{plain.port}/")
+        tab.close()
+    finally:
+        plain.stop()
+
+
+def test_dashboard_api_is_scoped_to_the_key(
+    server: Server, client: openai.OpenAI, short_job: str
+) -> None:
+    job_id = short_job
+    base = f"http://127.0.0.1:{server.port}/dashboard/api/jobs/{job_id}"
+    other = {"Authorization": f"Bearer {server.key('outsider')}"}
+    assert httpx.get(base + "/metrics", headers=other).status_code == 404
+    assert httpx.get(base + "/samples").status_code == 401
+    # training's samples.jsonl (with references) is preferred over the per-eval files
+    line = {"step": 7, "prompt": "p", "reference": "r", "completion": "c", "reward": 1.0}
+    jobdir = server.data_dir / "jobs" / job_id
+    (jobdir / "samples.jsonl").write_text(json.dumps({**line, "sub_rewards": {"a": 1.0}}) + "\n")
+    mine = {"Authorization": f"Bearer {client.api_key}"}
+    body = httpx.get(base + "/samples", headers=mine).json()
+    assert (body["steps"], body["step"], body["samples"][0]["reference"]) == ([7], 7, "r")
+    assert httpx.get(base + "/samples?step=3", headers=mine).status_code == 404
