@@ -14,6 +14,7 @@ from openrft.training.rewards import (
     ITEM_COLUMN,
     GraderReward,
     completion_text,
+    reasoning_tokens,
     reward_functions,
     reward_weights,
 )
@@ -143,3 +144,11 @@ def test_io_bound_graders_get_async_reward_functions(scorer_url: str) -> None:
 def test_completion_text_reads_strings_and_messages() -> None:
     assert completion_text("x") == "x"
     assert completion_text([{"role": "assistant", "content": "a"}]) == "a"
+
+
+def test_reasoning_tokens_are_the_think_share_of_each_completion() -> None:
+    texts = ["<think>abcdef</think>x", "no reasoning here", ""]
+    ids = [[0] * 10, [0] * 4, []]
+    share = len("abcdef") / len(texts[0])
+    assert reasoning_tokens(texts, ids) == pytest.approx(10 * share)
+    assert reasoning_tokens(texts, None) == 0.0

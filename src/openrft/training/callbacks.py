@@ -163,6 +163,7 @@ class RunCallback(TrainerCallback):
         }
         line = self._line(state, logs, self._pending_eval, getattr(self, "_step_seconds", 0.0))
         line["errors"] = {flag: n / max(1, stats.samples) for flag, n in stats.errors.items()}
+        line["usage"]["reasoning_tokens_mean"] = stats.reasoning_tokens / max(1, stats.samples)
         line["timing"].update(timing)
         line["timing"]["training"] = max(
             0.0, line["timing"]["step"] - timing["sampling"] - timing["grading"]

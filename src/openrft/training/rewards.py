@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -35,6 +36,9 @@ from openrft.graders.sample import Item, Sample
 from openrft.graders.spec import Grader, MultiGrader
 
 __all__ = ["GradeStats", "GraderReward", "completion_text", "reward_functions", "reward_weights"]
+
+THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+"""The reasoning span of a completion (SeekrFlow's format)."""
 
 IO_BOUND = {"score_model", "label_model", "endpoint"}
 """Grader types that wait on the network; a tree holding one gets async reward functions."""
@@ -68,6 +72,8 @@ class GradeStats:
     """Samples with any error flag set."""
     results: list[GradeResult] = field(default_factory=list)
     """This step's results (for the error-rate check and its sample tracebacks)."""
+    reasoning_tokens: float = 0.0
+    """Completion tokens spent inside `<think>…</think>` (estimated by character share)."""
 
     def add(self, results: Sequence[GradeResult], seconds: float) -> None:
         self.samples += len(results)
@@ -80,10 +86,29 @@ class GradeStats:
 
     def take(self) -> GradeStats:
         """Return the totals so far and start counting afresh."""
-        taken = GradeStats(self.samples, self.seconds, self.errors, self.failed, self.results)
+        taken = GradeStats(
+            self.samples,
+            self.seconds,
+            self.errors,
+            self.failed,
+            self.results,
+            self.reasoning_tokens,
+        )
         self.samples, self.seconds, self.errors, self.failed = 0, 0.0, Counter(), 0
-        self.results = []
+        self.results, self.reasoning_tokens = [], 0.0
         return taken
+
+
+def reasoning_tokens(texts: Sequence[str], completion_ids: Sequence[Any] | None) -> float:
+    """Tokens spent reasoning: each completion's token count times the share of its characters
+    inside `<think>…</think>` (an estimate: the tokenizer is not at hand in a reward function)."""
+    if not completion_ids:
+        return 0.0
+    total = 0.0
+    for text, ids in zip(texts, completion_ids, strict=False):
+        thought = sum(len(m) for m in THINK.findall(text))
+        total += len(ids) * thought / len(text) if thought and text else 0.0
+    return total
 
 
 class GraderReward:
@@ -128,6 +153,7 @@ class GraderReward:
             if self._last is not None and self._last[0] == texts:
                 return self._last[1]
             results = self.grade(texts, items_from(kwargs, len(texts)))
+            self.stats.reasoning_tokens += reasoning_tokens(texts, kwargs.get("completion_ids"))
             self._last = (texts, results)
         _log_errors(results, kwargs.get("log_metric"))
         return results
