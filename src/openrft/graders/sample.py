@@ -17,12 +17,35 @@ Item = Mapping[str, Any]
 """A dataset row minus its `messages`: `reference_answer`, `solution`, any nested fields."""
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_TOOL_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 
 
 def extract_answer(text: str) -> str:
     """The stripped content of the last `<answer>` tag, else the whole stripped text."""
     found = _ANSWER.findall(text)
     return found[-1].strip() if found else text.strip()
+
+
+def parse_tool_calls(text: str) -> list[dict[str, Any]]:
+    """Tool calls written as `<tool_call>{"name": …, "arguments": {…}}</tool_call>` (the Hermes
+    convention Qwen, SmolLM3 and most open chat templates use), OpenAI-shaped:
+    `[{"type": "function", "function": {"name": …, "arguments": "<JSON string>"}}]`.
+    Blocks that are not such JSON objects are skipped."""
+    calls = []
+    for block in _TOOL_CALL.findall(text):
+        try:
+            call = json.loads(block)
+        except ValueError:
+            continue
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+            continue
+        arguments = call.get("arguments", {})
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        calls.append(
+            {"type": "function", "function": {"name": call["name"], "arguments": arguments}}
+        )
+    return calls
 
 
 def _parse_json(text: str) -> Any:
@@ -47,8 +70,14 @@ class Sample:
 
     @classmethod
     def from_text(cls, text: str, output_tools: list[dict[str, Any]] | None = None) -> Sample:
-        """Build a sample from raw output text, parsing `output_json` when the text is JSON."""
-        return cls(output_text=text, output_json=_parse_json(text), output_tools=output_tools or [])
+        """Build a sample from raw output text, parsing `output_json` when the text is JSON and
+        `output_tools` from `<tool_call>` blocks when no tool calls are given."""
+        tools = parse_tool_calls(text) if output_tools is None and "<tool_call>" in text else None
+        return cls(
+            output_text=text,
+            output_json=_parse_json(text),
+            output_tools=output_tools or tools or [],
+        )
 
     @property
     def output_answer(self) -> str:

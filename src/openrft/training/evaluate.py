@@ -22,6 +22,7 @@ from typing import Any
 from openrft.data import Row
 from openrft.training.config import TrainingConfig
 from openrft.training.rewards import GraderReward
+from openrft.training.rows import render_prompt
 
 EVAL_BATCH = 64
 """Rows generated together; larger batches give more sequences per second on CPU."""
@@ -113,10 +114,7 @@ class Evaluator:
 
     def _generate_batch(self, rows: list[Row]) -> tuple[list[str], list[int]]:
         tok = self.tokenizer
-        prompts = [
-            tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True)
-            for r in rows
-        ]
+        prompts = [render_prompt(tok, row) for row in rows]
         side, tok.padding_side = tok.padding_side, "left"
         encoded = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         tok.padding_side = side

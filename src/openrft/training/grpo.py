@@ -158,7 +158,7 @@ def build_grpo_trainer(
         model=model,
         reward_funcs=funcs,
         args=args,
-        train_dataset=Dataset.from_list(grpo_records(rows)),
+        train_dataset=Dataset.from_list(grpo_records(rows, tokenizer)),
         processing_class=tokenizer,
         callbacks=[callback],
     )

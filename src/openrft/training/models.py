@@ -136,6 +136,7 @@ def build_tiny_model(target: Path, *, hidden: int = 32, layers: int = 2, seed: i
 
 
 CHAT_TEMPLATE = (
+    "{% if tools %}<|im_start|>system\nTools: {{ tools | tojson }}<|im_end|>\n{% endif %}"
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{% generation %}{{ message['content'] }}{% endgeneration %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"

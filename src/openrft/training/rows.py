@@ -25,6 +25,7 @@ __all__ = [
     "load_rows",
     "prompt_only",
     "read_sft_jsonl",
+    "render_prompt",
     "sft_records",
     "split_rows",
 ]
@@ -76,9 +77,25 @@ def prompt_only(row: Row) -> Row:
     return row
 
 
-def grpo_records(rows: list[Row]) -> list[dict[str, Any]]:
-    """TRL prompt records: conversational `prompt` plus the item as a JSON column."""
-    return [{"prompt": row.messages, ITEM_COLUMN: json.dumps(row.item)} for row in rows]
+def grpo_records(rows: list[Row], tokenizer: Any = None) -> list[dict[str, Any]]:
+    """TRL prompt records: conversational `prompt` plus the item as a JSON column.
+
+    When rows carry `tools`, every prompt is rendered to text here with its own row's tool
+    schemas (TRL renders one tool list for the whole run, and will not mix text and chat
+    prompts in a batch)."""
+    if tokenizer is None or not any(row.tools for row in rows):
+        return [{"prompt": row.messages, ITEM_COLUMN: json.dumps(row.item)} for row in rows]
+    return [
+        {"prompt": render_prompt(tokenizer, row), ITEM_COLUMN: json.dumps(row.item)} for row in rows
+    ]
+
+
+def render_prompt(tokenizer: Any, row: Row) -> str:
+    """The row's prompt as the model sees it, its tool schemas included."""
+    text: str = tokenizer.apply_chat_template(
+        row.messages, tools=row.tools or None, tokenize=False, add_generation_prompt=True
+    )
+    return text
 
 
 def sft_records(rows: list[Row], completion: str | None) -> list[dict[str, Any]]:
