@@ -115,6 +115,17 @@ def test_timeout_is_flagged_and_the_batch_goes_on() -> None:
     assert results[1].errors.flags() == ["python_grader_timeout_error"]
 
 
+def test_a_grader_that_hangs_on_every_sample_does_not_hold_the_batch() -> None:
+    source = "import time\ndef grade(sample, item):\n    time.sleep(item['s'])\n    return 1.0\n"
+    delays = [0, 30, 0, 30, 30, 0, 0, 0]  # one timeout, a success, then two in a row
+    items = [{"s": s} for s in delays]
+    results = run(source, items=items, timeout_seconds=0.5, max_consecutive_timeouts=2)
+    assert [r.reward for r in results] == [1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    assert {tuple(r.errors.flags()) for r in results[3:]} == {("python_grader_timeout_error",)}
+    details = [r.errors.python_grader_runtime_error_details or "" for r in results]
+    assert ["not run" in d for d in details] == [False] * 5 + [True] * 3
+
+
 def test_memory_is_flagged() -> None:
     source = "def grade(sample, item):\n    return len(bytearray(item['mb'] << 20)) and 1.0\n"
     results = run(source, items=[{"mb": 1024}, {"mb": 1}], memory_mb=256)

@@ -62,6 +62,10 @@ class SandboxLimits(BaseModel):
 
     timeout_seconds: float = Field(default=120.0, gt=0)
     """Wall-clock seconds one `grade()` call (or loading the module) may take."""
+    max_consecutive_timeouts: int = Field(default=3, ge=1)
+    """After this many samples in a row time out, the rest of the batch is not run: each is
+    flagged `python_grader_timeout_error` at once (a grader that hangs on every output would
+    otherwise hold a training step for batch size × `timeout_seconds`)."""
     memory_mb: int = Field(default=2048, ge=64)
     """Address space (rlimit) and memory cgroup limit of one worker, in MiB."""
     cpus: float = Field(default=1.0, gt=0)

@@ -82,6 +82,20 @@ def run_batch(
         except WorkerLost as lost:
             outcomes.append(lost.outcome)
             worker = None
+        if _timed_out_in_a_row(outcomes, limits.max_consecutive_timeouts):
+            outcomes += _skipped(len(payloads) - len(outcomes), limits)
     if worker is not None:
         POOL.checkin(key, worker)
     return outcomes
+
+
+def _timed_out_in_a_row(outcomes: list[Outcome], n: int) -> bool:
+    return len(outcomes) >= n and all(o.kind == "timeout" for o in outcomes[-n:])
+
+
+def _skipped(count: int, limits: SandboxLimits) -> list[Outcome]:
+    details = (
+        f"not run: {limits.max_consecutive_timeouts} samples in a row ran past "
+        f"{limits.timeout_seconds:g} s, so the rest of the batch was skipped"
+    )
+    return [Outcome("timeout", details=details)] * count
