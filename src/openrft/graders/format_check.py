@@ -18,10 +18,9 @@ the reasoning and fails this check); grade such models with a python grader inst
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 from openrft.errors import TemplateError
-from openrft.graders.context import GradeContext
+from openrft.graders.context import per_sample
 from openrft.graders.result import GradeResult
 from openrft.graders.sample import Item, Sample
 from openrft.graders.spec import FormatCheckGrader
@@ -50,11 +49,4 @@ def grade(spec: FormatCheckGrader, sample: Sample, item: Item) -> GradeResult:
     return GradeResult.of(spec.name, spec.type, float(is_well_formatted(text)))
 
 
-def grade_batch(
-    spec: FormatCheckGrader,
-    samples: Sequence[Sample],
-    items: Sequence[Item],
-    context: GradeContext,
-) -> list[GradeResult]:
-    del context
-    return [grade(spec, sample, item) for sample, item in zip(samples, items, strict=True)]
+grade_batch = per_sample(grade)

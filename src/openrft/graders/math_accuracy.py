@@ -38,13 +38,12 @@ import select
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
 from decimal import Decimal
 from functools import lru_cache
 from typing import IO, Any
 
 from openrft.errors import TemplateError
-from openrft.graders.context import GradeContext
+from openrft.graders.context import per_sample
 from openrft.graders.result import GradeResult
 from openrft.graders.sample import Item, Sample
 from openrft.graders.spec import MathAccuracyGrader
@@ -218,11 +217,4 @@ def grade(spec: MathAccuracyGrader, sample: Sample, item: Item) -> GradeResult:
     return GradeResult.of(spec.name, spec.type, float(equal))
 
 
-def grade_batch(
-    spec: MathAccuracyGrader,
-    samples: Sequence[Sample],
-    items: Sequence[Item],
-    context: GradeContext,
-) -> list[GradeResult]:
-    del context
-    return [grade(spec, sample, item) for sample, item in zip(samples, items, strict=True)]
+grade_batch = per_sample(grade)

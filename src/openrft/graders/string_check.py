@@ -6,10 +6,10 @@ input or reference never passes them, so an empty answer cannot earn the reward.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from openrft.errors import TemplateError
-from openrft.graders.context import GradeContext
+from openrft.graders.context import per_sample
 from openrft.graders.result import GradeResult
 from openrft.graders.sample import Item, Sample
 from openrft.graders.spec import StringCheckGrader
@@ -42,11 +42,4 @@ def grade(spec: StringCheckGrader, sample: Sample, item: Item) -> GradeResult:
     return GradeResult.of(spec.name, spec.type, float(OPERATIONS[spec.operation](text, reference)))
 
 
-def grade_batch(
-    spec: StringCheckGrader,
-    samples: Sequence[Sample],
-    items: Sequence[Item],
-    context: GradeContext,
-) -> list[GradeResult]:
-    del context
-    return [grade(spec, sample, item) for sample, item in zip(samples, items, strict=True)]
+grade_batch = per_sample(grade)
