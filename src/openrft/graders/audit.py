@@ -38,10 +38,22 @@ class AuditRow:
 
 
 @dataclass(frozen=True)
+class Corpus:
+    """What probes draw on from the whole file, computed once per audit (not once per row)."""
+
+    references: list[str]
+    """Every distinct reference-like value in the file."""
+    labels: list[str]
+    """A label_model's labels, or the distinct references when there are few."""
+    long_text: str
+    """The `very_long` output."""
+
+
+@dataclass(frozen=True)
 class Probe:
     name: str
     description: str
-    make: Callable[[AuditRow, list[AuditRow], Grader], str]
+    make: Callable[[AuditRow, Corpus], str]
 
 
 @dataclass
@@ -95,13 +107,14 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def _labels(spec: Grader, rows: list[AuditRow]) -> list[str]:
-    """The label list: a label_model's labels, or the distinct references when there are few."""
-    labels = [label for g in _walk(spec) if isinstance(g, LabelModelGrader) for label in g.labels]
-    if labels:
-        return list(dict.fromkeys(labels))
+def _corpus(spec: Grader, rows: list[AuditRow]) -> Corpus:
     references = _references(rows)
-    return references if len(references) <= 20 else []
+    labels = [label for g in _walk(spec) if isinstance(g, LabelModelGrader) for label in g.labels]
+    if not labels and len(references) <= 20:
+        labels = references
+    vocabulary = [*references[:200], *(str(n) for n in range(200)), "yes", "no", "true"]
+    long_text = " ".join(vocabulary[i % len(vocabulary)] for i in range(LONG_OUTPUT_WORDS))
+    return Corpus(references, list(dict.fromkeys(labels)), long_text)
 
 
 def _walk(spec: Grader) -> Iterator[Grader]:
@@ -111,33 +124,31 @@ def _walk(spec: Grader) -> Iterator[Grader]:
             yield from _walk(sub)
 
 
-def _long(row: AuditRow, rows: list[AuditRow], spec: Grader) -> str:
-    del row, spec
-    vocabulary = [*_references(rows)[:200], *(str(n) for n in range(200)), "yes", "no", "true"]
-    return " ".join(vocabulary[i % len(vocabulary)] for i in range(LONG_OUTPUT_WORDS))
-
-
 PROBES: tuple[Probe, ...] = (
-    Probe("empty", "an empty answer", lambda row, rows, spec: ""),
-    Probe("prompt_echo", "the prompt echoed back", lambda row, rows, spec: _prompt_text(row)),
+    Probe("empty", "an empty answer", lambda row, corpus: ""),
+    Probe("prompt_echo", "the prompt echoed back", lambda row, corpus: _prompt_text(row)),
     Probe(
         "all_references",
         "every reference answer in the file, concatenated",
-        lambda row, rows, spec: "\n".join(_references(rows)),
+        lambda row, corpus: "\n".join(corpus.references),
     ),
     Probe(
         "label_list",
         "the list of all labels / distinct answers",
-        lambda row, rows, spec: ", ".join(_labels(spec, rows)),
+        lambda row, corpus: ", ".join(corpus.labels),
     ),
-    Probe("very_long", f"a {LONG_OUTPUT_WORDS}-word output full of numbers and answers", _long),
-    Probe("repeated_tokens", "one token repeated 500 times", lambda row, rows, spec: "the " * 500),
+    Probe(
+        "very_long",
+        f"a {LONG_OUTPUT_WORDS}-word output full of numbers and answers",
+        lambda row, corpus: corpus.long_text,
+    ),
+    Probe("repeated_tokens", "one token repeated 500 times", lambda row, corpus: "the " * 500),
     Probe(
         "empty_tags",
         "the format tags with nothing inside",
-        lambda row, rows, spec: "<think></think><answer></answer>",
+        lambda row, corpus: "<think></think><answer></answer>",
     ),
-    Probe("json_empty", "an empty JSON object", lambda row, rows, spec: "{}"),
+    Probe("json_empty", "an empty JSON object", lambda row, corpus: "{}"),
 )
 
 
@@ -149,9 +160,10 @@ def audit(
 ) -> AuditReport:
     """Run every probe against every row; flag probes whose mean reward reaches `threshold`."""
     rows = list(rows)
+    corpus = _corpus(spec, rows)
     results = []
     for probe in PROBES:
-        outputs = [probe.make(row, rows, spec) for row in rows]
+        outputs = [probe.make(row, corpus) for row in rows]
         graded = grade_batch(spec, outputs, [row.item for row in rows], context)
         results.append(_summarize(spec, probe, outputs, graded, threshold))
     return AuditReport(rows=len(rows), threshold=threshold, probes=results)
