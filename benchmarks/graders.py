@@ -310,7 +310,7 @@ def measure(case: Case, repeat: int) -> tuple[int, float, float, float]:
         return [case.anchor(c, r) for c, r in zip(completions, references, strict=True)]
 
     def ours() -> list[float]:
-        return [result.reward for result in grade_batch(grader, samples, items)]
+        return grade_batch(grader, samples, items).rewards
 
     for result in grade_batch(grader, samples[:2], items[:2]):  # imports, model/WordNet load
         assert not result.errors.any(), result.errors.flags()

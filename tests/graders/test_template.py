@@ -2,7 +2,7 @@ import pytest
 
 from openrft.errors import TemplateError
 from openrft.graders.sample import Sample
-from openrft.graders.template import malformed, render, variables
+from openrft.graders.template import compile_template, malformed, render, variables
 
 SAMPLE = Sample.from_text('{"x": 3, "names": ["a", "b"]}', [{"function": {"name": "search"}}])
 ITEM = {"a": {"b": [10, 20, 30]}, "answer": "42", "key with space": {"k": "v"}}
@@ -25,6 +25,8 @@ ITEM = {"a": {"b": [10, 20, 30]}, "answer": "42", "key with space": {"k": "v"}}
 )
 def test_render_forms(template: str, expected: str) -> None:
     assert render(template, SAMPLE.namespace(), ITEM) == expected
+    assert render(template, SAMPLE, ITEM) == expected  # fields read off the Sample directly
+    assert compile_template(template).render_all([SAMPLE], [ITEM]) == [expected]
 
 
 @pytest.mark.parametrize(
@@ -37,8 +39,13 @@ def test_render_forms(template: str, expected: str) -> None:
     ],
 )
 def test_missing_variable_names_the_path(template: str, missing: str) -> None:
-    with pytest.raises(TemplateError, match=missing.replace("[", r"\[").replace("]", r"\]")):
-        render(template, SAMPLE.namespace(), ITEM)
+    pattern = missing.replace("[", r"\[").replace("]", r"\]")
+    for sample in (SAMPLE.namespace(), SAMPLE):
+        with pytest.raises(TemplateError, match=pattern):
+            render(template, sample, ITEM)
+    (error,) = compile_template(template).render_all([SAMPLE], [ITEM])
+    assert isinstance(error, TemplateError)
+    assert missing in str(error)
 
 
 def test_output_json_absent_when_output_is_not_json() -> None:
@@ -58,3 +65,24 @@ def test_variables_and_malformed() -> None:
         ("sample", ("output_text",)),
     ]
     assert malformed("{{ items.a }} {{ item.ok }} {{ 1 + 1 }}") == ["{{ items.a }}", "{{ 1 + 1 }}"]
+
+
+def test_render_all_reports_each_sample_and_formats_non_text() -> None:
+    """The whole-template fast paths must agree with `render` sample by sample: a missing key,
+    a number (rendered as JSON) and a plain string in one batch."""
+    template = compile_template("{{ item.answer }}")
+    items = [{"answer": "42"}, {}, {"answer": 7}, {"answer": ["x"]}]
+    got = template.render_all([SAMPLE] * 4, items)
+    assert got[0] == "42"
+    assert isinstance(got[1], TemplateError)
+    assert "item.answer" in str(got[1])
+    assert got[2:] == ["7", '["x"]']
+    other = Sample.from_text("plain")
+    texts = compile_template("{{ sample.output_text }}").render_all([SAMPLE, other], [{}, {}])
+    assert texts == [SAMPLE.output_text, "plain"]
+
+
+def test_whole_sample_namespace_renders_as_json() -> None:
+    plain = Sample.from_text("hi")
+    assert render("{{ sample }}", plain, {}) == render("{{ sample }}", plain.namespace(), {})
+    assert '"output_text": "hi"' in render("{{ sample }}", plain, {})

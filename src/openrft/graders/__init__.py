@@ -2,8 +2,9 @@
 
 Specs come from `load_grader` (either dialect: OpenAI grader JSON, or SeekrFlow
 `reward_components`). Each grader type lives in its own module exposing
-`grade_batch(spec, samples, items, context) -> list[GradeResult]`; the literal dict below maps
-`type` to that module, imported on first use so loading the engine stays light (no torch here).
+`grade_batch(spec, samples, items, context) -> Sequence[GradeResult]` (a list, or a
+`GradeResults` that builds each result on first access); the literal dict below maps `type` to
+that module, imported on first use so loading the engine stays light (no torch here).
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ import yaml
 
 from openrft.errors import Problem, SpecError
 from openrft.graders.context import GradeContext
-from openrft.graders.result import GraderErrors, GradeResult
+from openrft.graders.result import GraderErrors, GradeResult, GradeResults
 from openrft.graders.sample import Item, Sample
 from openrft.graders.spec import Grader, parse_grader
 
 __all__ = [
     "GradeContext",
     "GradeResult",
+    "GradeResults",
     "Grader",
     "GraderErrors",
     "Item",
@@ -48,7 +50,7 @@ MODULES: dict[str, str] = {
     "math_accuracy": "openrft.graders.math_accuracy",
 }
 
-BatchGrader = Callable[[Any, Sequence[Sample], Sequence[Item], GradeContext], list[GradeResult]]
+BatchGrader = Callable[[Any, Sequence[Sample], Sequence[Item], GradeContext], Sequence[GradeResult]]
 
 
 def _batch_grader(kind: str) -> BatchGrader:
@@ -65,21 +67,21 @@ def grade_batch(
     samples: Sequence[Sample | str],
     items: Sequence[Item],
     context: GradeContext | None = None,
-) -> list[GradeResult]:
+) -> GradeResults:
     """Grade `samples[i]` against `items[i]` for every i; one result per sample, never raises
-    for a bad sample (its failure is flagged in the result)."""
+    for a bad sample (its failure is flagged in the result). `.rewards` reads the rewards
+    without building the per-sample result objects."""
     if len(samples) != len(items):
         raise ValueError(f"{len(samples)} samples but {len(items)} items; pass one item per sample")
     if not samples:
-        return []
+        return GradeResults.of([])
     started = perf_counter()
-    results = _batch_grader(spec.type)(
-        spec, [_as_sample(s) for s in samples], items, context or GradeContext()
+    results = GradeResults.of(
+        _batch_grader(spec.type)(
+            spec, [_as_sample(s) for s in samples], items, context or GradeContext()
+        )
     )
-    share = (perf_counter() - started) / len(results)
-    for result in results:
-        if not result.metadata.execution_time:
-            result.metadata.execution_time = share
+    results.set_execution_time((perf_counter() - started) / len(results))
     return results
 
 

@@ -170,7 +170,7 @@ def audit(
 
 
 def _summarize(
-    spec: Grader, probe: Probe, outputs: list[str], graded: list[GradeResult], threshold: float
+    spec: Grader, probe: Probe, outputs: list[str], graded: Sequence[GradeResult], threshold: float
 ) -> ProbeResult:
     rewards = [r.reward for r in graded]
     mean = sum(rewards) / len(rewards) if rewards else 0.0
@@ -189,7 +189,7 @@ def _summarize(
     )
 
 
-def _explain(spec: Grader, probe: Probe, graded: list[GradeResult]) -> list[str]:
+def _explain(spec: Grader, probe: Probe, graded: Sequence[GradeResult]) -> list[str]:
     """Name the sub-graders that paid for the probe and why that kind of grader pays for it."""
     n = len(graded)
     if isinstance(spec, MultiGrader):

@@ -43,7 +43,7 @@ def is_well_formatted(text: str) -> bool:
 
 def grade(spec: FormatCheckGrader, sample: Sample, item: Item) -> GradeResult:
     try:
-        text = render(spec.input, sample.namespace(), item)
+        text = render(spec.input, sample, item)
     except TemplateError as exc:
         return GradeResult.failed(spec.name, spec.type, "invalid_variable_error", str(exc))
     return GradeResult.of(spec.name, spec.type, float(is_well_formatted(text)))

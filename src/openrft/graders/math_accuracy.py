@@ -195,10 +195,9 @@ atexit.register(_WORKER.close)
 
 
 def grade(spec: MathAccuracyGrader, sample: Sample, item: Item) -> GradeResult:
-    ns = sample.namespace()
     try:
-        answer = render(spec.input, ns, item)
-        reference = render(spec.reference, ns, item)
+        answer = render(spec.input, sample, item)
+        reference = render(spec.reference, sample, item)
     except TemplateError as exc:
         return GradeResult.failed(spec.name, spec.type, "invalid_variable_error", str(exc))
     result = verdict(reference, answer)

@@ -12,7 +12,8 @@ A failure on one sample is recorded here (reward 0, the matching OpenAI flag set
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -132,3 +133,110 @@ class GradeResult(BaseModel):
     @property
     def errors(self) -> GraderErrors:
         return self.metadata.errors
+
+
+class GradeResults(Sequence[GradeResult]):
+    """One batch's grades: a sequence of `GradeResult`, one per sample, in order.
+
+    `rewards` is a plain list of floats, which is all a trainer needs per sample. Graders that
+    score a batch by column (text_similarity, …) hand in the rewards and a `make(i)` that builds
+    sample i's `GradeResult`; it is built on first access and kept, so the per-sample objects cost
+    nothing when only the rewards are read. Results handed in built (`given`) are used as they are.
+    Contract: a result left to `make` is a success (no error flag); a grader passes its failures
+    in `given`, so `failures()` never has to build anything.
+    """
+
+    __slots__ = ("_built", "_make", "_rewards", "execution_time")
+
+    def __init__(
+        self,
+        rewards: list[float],
+        make: Callable[[int], GradeResult],
+        given: Mapping[int, GradeResult] | None = None,
+    ) -> None:
+        self._rewards = rewards
+        self._make = make
+        self._built: list[GradeResult | None] | None = None
+        self.execution_time = 0.0
+        """Seconds per sample for results built later (`grade_batch` shares the batch's time)."""
+        for i, result in (given or {}).items():
+            self[i] = result
+
+    @classmethod
+    def of(cls, results: Sequence[GradeResult]) -> GradeResults:
+        """Wrap results that are already built."""
+        if isinstance(results, GradeResults):
+            return results
+        listed = list(results)
+        batch = cls([r.reward for r in listed], listed.__getitem__)
+        batch._built = list(listed)
+        return batch
+
+    @property
+    def rewards(self) -> list[float]:
+        """Each sample's reward, without building any result."""
+        if self._built is None:
+            return list(self._rewards)
+        return [
+            r if built is None else built.reward
+            for r, built in zip(self._rewards, self._built, strict=True)
+        ]
+
+    def failures(self) -> list[tuple[int, GradeResult]]:
+        """`(index, result)` of every sample with an error flag set."""
+        if self._built is None:
+            return []
+        return [(i, r) for i, r in enumerate(self._built) if r is not None and r.errors.any()]
+
+    def set_execution_time(self, seconds: float) -> None:
+        """Give every result without its own timing `seconds` (a share of the batch's time)."""
+        self.execution_time = seconds
+        for result in self._built or ():
+            if result is not None and not result.metadata.execution_time:
+                result.metadata.execution_time = seconds
+
+    def __len__(self) -> int:
+        return len(self._rewards)
+
+    @overload
+    def __getitem__(self, index: int) -> GradeResult: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[GradeResult]: ...
+
+    def __getitem__(self, index: int | slice) -> GradeResult | list[GradeResult]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if self._built is None:
+            self._built = [None] * len(self._rewards)
+        result = self._built[index]
+        if result is None:
+            result = self._built[index] = self._make(index % len(self))
+            if not result.metadata.execution_time:
+                result.metadata.execution_time = self.execution_time
+        return result
+
+    def __setitem__(self, index: int, result: GradeResult) -> None:
+        if self._built is None:
+            self._built = [None] * len(self._rewards)
+        self._built[index] = result
+        self._rewards[index] = result.reward
+
+    def __iter__(self) -> Iterator[GradeResult]:
+        return (self[i] for i in range(len(self)))
+
+    def __add__(self, other: Sequence[GradeResult]) -> list[GradeResult]:
+        return [*self, *other]
+
+    def __radd__(self, other: Sequence[GradeResult]) -> list[GradeResult]:
+        return [*other, *self]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a list
+
+    def __repr__(self) -> str:
+        return f"GradeResults({list(self)!r})"

@@ -83,6 +83,18 @@ class Sample:
     def output_answer(self) -> str:
         return extract_answer(self.output_text)
 
+    def variable(self, name: str) -> Any:
+        """`namespace()[name]` without building the namespace; `KeyError` if it has no `name`."""
+        if name == "output_text":
+            return self.output_text
+        if name == "output_answer":
+            return self.output_answer
+        if name == "output_tools":
+            return self.output_tools
+        if name == "output_json" and self.output_json is not None:
+            return self.output_json
+        raise KeyError(name)
+
     def namespace(self) -> dict[str, Any]:
         """The `sample` object templates and python/endpoint graders see."""
         ns: dict[str, Any] = {

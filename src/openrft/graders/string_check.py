@@ -33,10 +33,9 @@ OPERATIONS: dict[str, Callable[[str, str], bool]] = {
 
 
 def grade(spec: StringCheckGrader, sample: Sample, item: Item) -> GradeResult:
-    ns = sample.namespace()
     try:
-        text = render(spec.input, ns, item)
-        reference = render(spec.reference, ns, item)
+        text = render(spec.input, sample, item)
+        reference = render(spec.reference, sample, item)
     except TemplateError as exc:
         return GradeResult.failed(spec.name, spec.type, "invalid_variable_error", str(exc))
     return GradeResult.of(spec.name, spec.type, float(OPERATIONS[spec.operation](text, reference)))

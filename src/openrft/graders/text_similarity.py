@@ -34,10 +34,10 @@ from typing import Any
 from openrft.errors import TemplateError
 from openrft.graders import overlap
 from openrft.graders.context import GradeContext
-from openrft.graders.result import GradeResult
+from openrft.graders.result import GradeResult, GradeResults
 from openrft.graders.sample import Item, Sample
 from openrft.graders.spec import TextSimilarityGrader
-from openrft.graders.template import render
+from openrft.graders.template import compile_template
 
 Pair = tuple[str, str]
 """(input, reference) after rendering."""
@@ -50,9 +50,14 @@ Scorer = Callable[[Sequence[Pair]], list[float]]
 
 
 def _fuzzy(pairs: Sequence[Pair]) -> list[float]:
-    from rapidfuzz.fuzz import ratio
+    # rapidfuzz's element-wise batch call: the same `fuzz.ratio` per pair, the loop in C.
+    # float64, not cdist's default float32, so each score is the `fuzz.ratio` float itself.
+    import numpy as np
+    from rapidfuzz import fuzz, process
 
-    return [ratio(text, reference) / 100 for text, reference in pairs]
+    texts, references = zip(*pairs, strict=True)
+    scores = process.cpdist(texts, references, scorer=fuzz.ratio, dtype=np.float64)
+    return (scores / 100).tolist()  # type: ignore[no-any-return]
 
 
 def _with_references(
@@ -146,7 +151,11 @@ METRICS: dict[str, Scorer] = {
 def score_pairs(metric: str, pairs: Sequence[Pair], context: GradeContext) -> list[float | str]:
     """Score each pair once; a `str` in the result is why that pair could not be scored."""
     unique = list(dict.fromkeys(pairs))
-    scores = _cosine(unique, context) if metric == "cosine" else list(METRICS[metric](unique))
+    scores: list[float | str] = (
+        _cosine(unique, context) if metric == "cosine" else list(METRICS[metric](unique))
+    )
+    if len(unique) == len(pairs):
+        return scores
     by_pair = dict(zip(unique, scores, strict=True))
     return [by_pair[pair] for pair in pairs]
 
@@ -154,20 +163,17 @@ def score_pairs(metric: str, pairs: Sequence[Pair], context: GradeContext) -> li
 def _render_all(
     spec: TextSimilarityGrader, samples: Sequence[Sample], items: Sequence[Item]
 ) -> list[Pair | str]:
-    rendered: list[Pair | str] = []
-    for sample, item in zip(samples, items, strict=True):
-        ns = sample.namespace()
-        try:
-            rendered.append((render(spec.input, ns, item), render(spec.reference, ns, item)))
-        except TemplateError as exc:
-            rendered.append(str(exc))
-    return rendered
-
-
-def _result(spec: TextSimilarityGrader, score: float) -> GradeResult:
-    if spec.pass_threshold is None:
-        return GradeResult.of(spec.name, spec.type, score)
-    return GradeResult.of(spec.name, spec.type, score, passed=score >= spec.pass_threshold)
+    """Each sample's (input, reference), or why a template could not be rendered."""
+    inputs = compile_template(spec.input).render_all(samples, items)
+    references = compile_template(spec.reference).render_all(samples, items)
+    return [
+        str(text)
+        if isinstance(text, TemplateError)
+        else str(reference)
+        if isinstance(reference, TemplateError)
+        else (text, reference)
+        for text, reference in zip(inputs, references, strict=True)
+    ]
 
 
 def grade_batch(
@@ -175,19 +181,29 @@ def grade_batch(
     samples: Sequence[Sample],
     items: Sequence[Item],
     context: GradeContext,
-) -> list[GradeResult]:
+) -> GradeResults:
     """Score every sample; one result per sample, in order."""
     rendered = _render_all(spec, samples, items)
-    pairs = [pair for pair in rendered if not isinstance(pair, str)]
-    scores = iter(score_pairs(spec.evaluation_metric, pairs, context) if pairs else [])
-    results = []
-    for pair in rendered:
-        if isinstance(pair, str):
-            results.append(GradeResult.failed(spec.name, spec.type, "invalid_variable_error", pair))
-            continue
-        score = next(scores)
+    pairs = [pair for pair in rendered if type(pair) is tuple]
+    if len(pairs) == len(rendered):  # the usual case: every template rendered
+        scores = score_pairs(spec.evaluation_metric, pairs, context) if pairs else []
+    else:
+        scored = iter(score_pairs(spec.evaluation_metric, pairs, context) if pairs else [])
+        scores = [pair if isinstance(pair, str) else next(scored) for pair in rendered]
+    failed: dict[int, GradeResult] = {}
+    rewards: list[float] = []
+    for i, score in enumerate(scores):
         if isinstance(score, str):
-            results.append(GradeResult.failed(spec.name, spec.type, "other_error", score))
+            flag = "invalid_variable_error" if isinstance(rendered[i], str) else "other_error"
+            failed[i] = GradeResult.failed(spec.name, spec.type, flag, score)
+            rewards.append(0.0)
         else:
-            results.append(_result(spec, float(score)))
-    return results
+            rewards.append(float(score))
+
+    def make(i: int) -> GradeResult:
+        score = rewards[i]
+        if spec.pass_threshold is None:
+            return GradeResult.of(spec.name, spec.type, score)
+        return GradeResult.of(spec.name, spec.type, score, passed=score >= spec.pass_threshold)
+
+    return GradeResults(rewards, make, failed)

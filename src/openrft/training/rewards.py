@@ -31,7 +31,7 @@ from time import perf_counter
 from typing import Any
 
 from openrft.graders import GradeContext, grade_batch, load_grader
-from openrft.graders.result import GradeResult
+from openrft.graders.result import GradeResult, GradeResults
 from openrft.graders.sample import Item, Sample
 from openrft.graders.spec import Grader, MultiGrader
 
@@ -127,13 +127,13 @@ class GraderReward:
         self.stats = GradeStats()
         self.__name__ = self.grader.name
         self._lock = threading.Lock()
-        self._last: tuple[tuple[str, ...], list[GradeResult]] | None = None
+        self._last: tuple[tuple[str, ...], GradeResults] | None = None
 
     @property
     def is_async(self) -> bool:
         return _has_io(self.grader)
 
-    def grade(self, texts: Sequence[str], items: Sequence[Item]) -> list[GradeResult]:
+    def grade(self, texts: Sequence[str], items: Sequence[Item]) -> GradeResults:
         """Grade completions against their items (one batch call into the grader engine)."""
         started = perf_counter()
         samples = [self._sample(text) for text in texts]
@@ -146,7 +146,7 @@ class GraderReward:
         self.stats.add(results, perf_counter() - started)
         return results
 
-    def graded(self, completions: Sequence[Any], kwargs: dict[str, Any]) -> list[GradeResult]:
+    def graded(self, completions: Sequence[Any], kwargs: dict[str, Any]) -> GradeResults:
         """Results for this batch, graded once however many reward functions ask."""
         texts = tuple(completion_text(c) for c in completions)
         with self._lock:
@@ -159,7 +159,7 @@ class GraderReward:
         return results
 
     def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
-        return [r.reward for r in self.graded(completions, kwargs)]
+        return self.graded(completions, kwargs).rewards
 
     def _sample(self, text: str) -> tuple[Sample, str | None]:
         sample = Sample.from_text(text)
@@ -228,9 +228,9 @@ def reward_weights(funcs: Sequence[RewardFunc]) -> list[float]:
 
 
 def _named(shared: GraderReward, name: str, sub: str | None) -> RewardFunc:
-    def pick(results: list[GradeResult]) -> list[float]:
+    def pick(results: GradeResults) -> list[float]:
         if sub is None:
-            return [r.reward for r in results]
+            return results.rewards
         return [r.sub_rewards.get(sub, 0.0) for r in results]
 
     def reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
