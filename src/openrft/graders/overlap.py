@@ -1,17 +1,21 @@
 """BLEU, GLEU and ROUGE-N/L computed exactly as nltk and rouge-score compute them, only faster.
 
-Each function returns the float the reference library returns for the same tokens (tests compare
-them with `==` over a table of cases): `bleu` is `nltk.translate.bleu_score.sentence_bleu` with
-uniform 4-gram weights and `SmoothingFunction().method4`; `gleu` is
-`nltk.translate.gleu_score.sentence_gleu`; `rouge_n`/`rouge_l` are the F-measures of
+Each scorer returns the float the reference library returns for the same tokens (tests compare
+them with `==` over a table of cases): `bleu_from`/`bleu_all` is
+`nltk.translate.bleu_score.sentence_bleu` with uniform 4-gram weights and
+`SmoothingFunction().method4`; `gleu_from`/`gleu_all` is `nltk.translate.gleu_score.sentence_gleu`;
+`rouge_n_from`/`rouge_n_all` and `Reference.rouge_l` are the F-measures of
 `rouge_score.rouge_scorer.RougeScorer([...], use_stemmer=False)`.
 
-Why faster: in GRPO a batch holds groups of completions that share one reference, so a
-`Reference` holds everything about the reference text (tokens, n-gram counts, LCS bit masks) and
-is built once per group; per completion only its own n-grams are counted. ROUGE-L uses the
-bit-parallel LCS length (Hyyrö 2004) instead of rouge-score's full dynamic-programming table: the
-same integer, from a few big-int operations per token. The floating-point steps after the counts
-mirror the libraries' own expressions in the same order, so results are bit-identical.
+Why faster: in GRPO a batch holds groups of completions that share one reference, so each
+distinct reference is tokenized once. The clipped n-gram matches of a whole batch are counted by
+`batch_matches` with a few numpy array operations per order (n-grams as integers, counted by
+sorting) instead of a hash table of n-gram tuples per completion; batches smaller than
+`BATCH_MIN`, where numpy's fixed cost per call dominates, use `NgramIndex` (the same counts).
+ROUGE-L uses the bit-parallel LCS length (Hyyrö 2004) instead of rouge-score's full
+dynamic-programming table: the same integer, from a few big-int operations per token. The
+floating-point steps after the counts mirror the libraries' own expressions in the same order,
+so results are bit-identical.
 
 Tokenizers: `words` (BLEU, GLEU, METEOR) splits text into runs of word characters and single
 punctuation marks — Unicode-aware, case kept, and needing no nltk data files (nltk's
@@ -26,7 +30,8 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from itertools import chain
 
 BLEU_ORDER = 4
 """BLEU-4 with uniform weights (nltk's default)."""
@@ -144,36 +149,16 @@ class Reference:
 
     def bleu(self, hypothesis: Sequence[str]) -> float:
         """nltk `sentence_bleu([reference], hypothesis, smoothing_function=method4)`."""
-        matches = self.word_matches(hypothesis)
-        if matches[0] == 0:
-            return 0.0
-        hyp_len, ref_len = len(hypothesis), len(self.words.tokens)
-        penalty = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
-        logs, smoothed = [], 1
-        for n, match in enumerate(matches, start=1):
-            denominator = max(1, hyp_len - n + 1)
-            if match:
-                precision = match / denominator
-            elif hyp_len > 1:  # method4: 1 / (2^k · K / ln(len)) for the k-th empty order
-                precision = 1 / (2**smoothed * SMOOTHING_K / math.log(hyp_len)) / denominator
-                smoothed += 1
-            else:  # nltk leaves a zero precision out of the geometric mean
-                continue
-            logs.append(1 / BLEU_ORDER * math.log(precision))
-        return penalty * math.exp(math.fsum(logs))
+        return bleu_from(self.word_matches(hypothesis), len(hypothesis), len(self.words.tokens))
 
     def gleu(self, hypothesis: Sequence[str]) -> float:
-        """nltk `sentence_gleu([reference], hypothesis)`: overlap / max(hyp, ref) n-gram totals."""
-        true_positives = sum(self.word_matches(hypothesis))
-        totals = max(_everygram_total(len(hypothesis)), _everygram_total(len(self.words.tokens)))
-        return true_positives / totals if totals > 0 else 0.0
+        """nltk `sentence_gleu([reference], hypothesis)`."""
+        return gleu_from(self.word_matches(hypothesis), len(hypothesis), len(self.words.tokens))
 
     def rouge_n(self, prediction: Sequence[str], n: int) -> float:
         """rouge-score `rouge{n}` F-measure (reference = target, completion = prediction)."""
-        overlap = self.rouge.matches(prediction, n)
-        precision = overlap / max(len(prediction) - n + 1, 1)
-        recall = overlap / max(len(self.rouge.tokens) - n + 1, 1)
-        return fmeasure(precision, recall)
+        matches = self.rouge.matches(prediction, n)
+        return rouge_n_from(matches, len(prediction), len(self.rouge.tokens), n)
 
     def rouge_l(self, prediction: Sequence[str]) -> float:
         """rouge-score `rougeL` F-measure."""
@@ -204,6 +189,149 @@ class Reference:
         return len(target) - row.bit_count()
 
 
+def bleu_from(matches: Sequence[int], hyp_len: int, ref_len: int) -> float:
+    """nltk's BLEU-4 with method4 smoothing from the clipped matches of orders 1..4; the float
+    operations are nltk's, in its order."""
+    if matches[0] == 0:
+        return 0.0
+    penalty = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
+    logs, smoothed = [], 1
+    for n, match in enumerate(matches, start=1):
+        denominator = max(1, hyp_len - n + 1)
+        if match:
+            precision = match / denominator
+        elif hyp_len > 1:  # method4: 1 / (2^k · K / ln(len)) for the k-th empty order
+            precision = 1 / (2**smoothed * SMOOTHING_K / math.log(hyp_len)) / denominator
+            smoothed += 1
+        else:  # nltk leaves a zero precision out of the geometric mean
+            continue
+        logs.append(1 / BLEU_ORDER * math.log(precision))
+    return penalty * math.exp(math.fsum(logs))
+
+
+def gleu_from(matches: Sequence[int], hyp_len: int, ref_len: int) -> float:
+    """nltk's sentence GLEU: overlap / max(hyp, ref) n-gram totals, orders 1..4."""
+    totals = max(_everygram_total(hyp_len), _everygram_total(ref_len))
+    return sum(matches) / totals if totals > 0 else 0.0
+
+
+def rouge_n_from(matches: int, prediction_len: int, target_len: int, n: int) -> float:
+    """rouge-score's ROUGE-N F-measure from the n-gram overlap."""
+    precision = matches / max(prediction_len - n + 1, 1)
+    recall = matches / max(target_len - n + 1, 1)
+    return fmeasure(precision, recall)
+
+
 def _everygram_total(length: int) -> int:
     """How many n-grams of orders 1..4 a sequence of `length` tokens has."""
     return sum(max(0, length - n + 1) for n in range(1, GLEU_MAX_ORDER + 1))
+
+
+BATCH_MIN = 16
+"""Batches of at least this many pairs count n-grams with `batch_matches` (numpy); smaller ones,
+where numpy's per-call cost dominates, with `NgramIndex`."""
+
+KEY_LIMIT = 2**62
+"""`batch_matches` keys n-grams as base-vocabulary numbers only below this."""
+
+Pair = tuple[str, str]
+"""(text, reference)."""
+
+
+def matched(
+    pairs: Sequence[Pair], tokenize: Callable[[str], list[str]], orders: Sequence[int]
+) -> tuple[dict[int, list[int]], list[int], list[int]]:
+    """For each (text, reference): the clipped n-gram matches of the tokenized text against the
+    tokenized reference for each order (`{n: [per pair]}`), the text's and the reference's token
+    counts. Each distinct reference is tokenized once."""
+    owner_of: dict[str, int] = {}
+    owner = [owner_of.setdefault(reference, len(owner_of)) for _, reference in pairs]
+    references = [tokenize(reference) for reference in owner_of]
+    texts = [tokenize(text) for text, _ in pairs]
+    if len(pairs) >= BATCH_MIN:
+        found = batch_matches(references, texts, owner, orders)
+    else:
+        indexes = [NgramIndex(tokens) for tokens in references]
+        found = {
+            n: [indexes[o].matches(text, n) for o, text in zip(owner, texts, strict=True)]
+            for n in orders
+        }
+    return found, [len(t) for t in texts], [len(references[o]) for o in owner]
+
+
+def bleu_all(pairs: Sequence[Pair]) -> list[float]:
+    """`bleu_from` for each (text, reference), tokenized with `words`."""
+    found, text_lens, ref_lens = matched(pairs, words, range(1, BLEU_ORDER + 1))
+    by_pair = zip(*found.values(), strict=True)
+    return [bleu_from(m, t, r) for m, t, r in zip(by_pair, text_lens, ref_lens, strict=True)]
+
+
+def gleu_all(pairs: Sequence[Pair]) -> list[float]:
+    """`gleu_from` for each (text, reference), tokenized with `words`."""
+    found, text_lens, ref_lens = matched(pairs, words, range(1, GLEU_MAX_ORDER + 1))
+    by_pair = zip(*found.values(), strict=True)
+    return [gleu_from(m, t, r) for m, t, r in zip(by_pair, text_lens, ref_lens, strict=True)]
+
+
+def rouge_n_all(pairs: Sequence[Pair], n: int) -> list[float]:
+    """`rouge_n_from` for each (text, reference), tokenized with `rouge_tokens`."""
+    found, text_lens, ref_lens = matched(pairs, rouge_tokens, (n,))
+    return [rouge_n_from(m, t, r, n) for m, t, r in zip(found[n], text_lens, ref_lens, strict=True)]
+
+
+def batch_matches(
+    references: Sequence[Sequence[str]],
+    hypotheses: Sequence[Sequence[str]],
+    owner: Sequence[int],
+    orders: Sequence[int],
+) -> dict[int, list[int]]:
+    """`NgramIndex(references[owner[i]]).matches(hypotheses[i], n)` for every i and every n in
+    `orders` — the clipped n-gram counts of nltk's BLEU/GLEU and rouge-score's ROUGE-N — for a
+    whole batch in a few array operations per order instead of hash tables per hypothesis.
+
+    All sequences (references first, then hypotheses) are laid end to end as integer token ids.
+    An n-gram is one integer: its leading (n-1)-gram's key times the vocabulary size plus its
+    last token — or, when such keys could overflow 63 bits (tens of thousands of distinct
+    tokens), the leading (n-1)-gram's rank among all (n-1)-grams, so keys stay below
+    tokens × vocabulary. Sorting `(sequence, n-gram)` keys (`np.unique`) counts each n-gram
+    per sequence; a binary search finds a hypothesis n-gram's count in its own reference; the
+    clipped matches are `Σ min(both counts)` per hypothesis (`np.bincount`)."""
+    import numpy as np
+
+    sequences = [*references, *hypotheses]
+    tokens = list(chain.from_iterable(sequences))
+    vocabulary = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+    ids = np.fromiter(map(vocabulary.__getitem__, tokens), np.int64, len(tokens))
+    lengths = np.fromiter(map(len, sequences), np.int64, len(sequences))
+    sequence = np.repeat(np.arange(len(sequences), dtype=np.int64), lengths)
+    # how many tokens its sequence still has from each position on (that token included)
+    left = np.repeat(np.cumsum(lengths), lengths) - np.arange(len(tokens))
+    owners = np.asarray(owner, dtype=np.int64)
+    size, gram = max(len(vocabulary), 1), ids
+    # n-gram keys as base-`size` numbers while they fit in 63 bits (the usual case), else ranks
+    direct = len(sequences) * size ** max(orders) < KEY_LIMIT
+    found: dict[int, list[int]] = {}
+    for n in range(1, max(orders) + 1):
+        if n > 1:  # extend each (n-1)-gram by the token after it
+            leading = gram[:-1] if direct else np.unique(gram[:-1], return_inverse=True)[1]
+            gram = leading.reshape(-1) * size + ids[n - 1 :]
+        if n not in orders:
+            continue
+        span = int(gram.max(initial=0)) + 1
+        within = left[: len(gram)] >= n
+        keys, counts = np.unique(
+            sequence[: len(gram)][within] * span + gram[within], return_counts=True
+        )
+        which, grams = np.divmod(keys, span)
+        boundary = int(np.searchsorted(which, len(references)))
+        ref_keys, ref_counts = keys[:boundary], counts[:boundary]
+        hyp, hyp_counts = which[boundary:] - len(references), counts[boundary:]
+        wanted = owners[hyp] * span + grams[boundary:]  # the same n-gram, in its reference
+        in_reference = np.zeros_like(hyp_counts)
+        if len(ref_keys):
+            at = np.minimum(np.searchsorted(ref_keys, wanted), len(ref_keys) - 1)
+            in_reference = np.where(ref_keys[at] == wanted, ref_counts[at], 0)
+        clipped = np.minimum(hyp_counts, in_reference)
+        per_hypothesis = np.bincount(hyp, weights=clipped, minlength=len(hypotheses))
+        found[n] = per_hypothesis.astype(np.int64).tolist()
+    return found

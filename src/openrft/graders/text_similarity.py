@@ -16,7 +16,8 @@ so a short answer missing some 4-gram does not collapse to ~0; ROUGE uses rouge-
 case kept for BLEU/GLEU; METEOR lower-cases as nltk does); ROUGE uses rouge-score's tokenizer.
 
 BLEU, GLEU and ROUGE are computed by `graders/overlap.py`, which returns the libraries' exact
-floats faster by preparing each distinct reference once per batch. METEOR calls nltk itself, with
+floats faster (each distinct reference tokenized once, a batch's n-grams counted with numpy).
+`fuzzy_match` is rapidfuzz's own batch call (`process.cpdist`). METEOR calls nltk itself, with
 memoized stemming and WordNet look-ups (same algorithm, same numbers). Identical
 (input, reference) pairs in a batch are scored once.
 
@@ -79,7 +80,7 @@ def _with_references(
 
 
 def _rouge(n: int) -> Scorer:
-    return _with_references(lambda ref, text: ref.rouge_n(overlap.rouge_tokens(text), n))
+    return lambda pairs: overlap.rouge_n_all(pairs, n)
 
 
 @lru_cache(maxsize=200_000)
@@ -139,8 +140,8 @@ def _cosine(pairs: Sequence[Pair], context: GradeContext) -> list[float | str]:
 
 METRICS: dict[str, Scorer] = {
     "fuzzy_match": _fuzzy,
-    "bleu": _with_references(lambda ref, text: ref.bleu(overlap.words(text))),
-    "gleu": _with_references(lambda ref, text: ref.gleu(overlap.words(text))),
+    "bleu": overlap.bleu_all,
+    "gleu": overlap.gleu_all,
     "meteor": _meteor,
     **{name: _rouge(n) for name, n in ROUGE_ORDERS.items()},
     "rouge_l": _with_references(lambda ref, text: ref.rouge_l(overlap.rouge_tokens(text))),
