@@ -42,3 +42,22 @@ def test_runtime_formula_error_scores_zero_with_flag() -> None:
     assert wrong.errors.formula_parse_error
     assert right.reward == 0.0
     assert not right.errors.any()
+
+
+def test_reward_column_matches_the_built_results() -> None:
+    """`rewards` is computed from the sub-graders' columns without building results; the
+    failures (a missing variable, a formula error) are known without building the rest."""
+    similar = {"type": "text_similarity", "name": "sim", "input": "{{ sample.output_text }}",
+               "reference": "{{ item.answer }}", "evaluation_metric": "rouge_l"}  # fmt: skip
+    spec = multi("log(exact + sim)", exact=EXACT, sim=similar)
+    outputs = ["42", "it is 42", "no", "42 42"]
+    items = [{"answer": "42"}, {"answer": "42"}, {"answer": "42"}, {"nope": 1}]
+    results = grade_batch(spec, outputs, items)
+    rewards = results.rewards
+    assert [(i, r.errors.flags()) for i, r in results.failures()] == [
+        (2, ["formula_parse_error"]),  # log(0)
+        (3, ["formula_parse_error", "invalid_variable_error"]),
+    ]
+    assert rewards == [r.reward for r in results]
+    assert rewards[0] == pytest.approx(0.6931471805599453)  # log(1 + 1)
+    assert results[1].sub_rewards == {"exact": 0.0, "sim": pytest.approx(2 / 4)}

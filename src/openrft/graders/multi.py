@@ -13,7 +13,7 @@ from typing import Any
 from openrft.errors import FormulaError
 from openrft.graders.context import GradeContext
 from openrft.graders.expression import parse
-from openrft.graders.result import GradeMetadata, GraderErrors, GradeResult
+from openrft.graders.result import GradeMetadata, GraderErrors, GradeResult, GradeResults
 from openrft.graders.sample import Item, Sample
 from openrft.graders.spec import MultiGrader
 
@@ -23,17 +23,32 @@ def grade_batch(
     samples: Sequence[Sample],
     items: Sequence[Item],
     context: GradeContext,
-) -> list[GradeResult]:
+) -> GradeResults:
     from openrft.graders import grade_batch as dispatch
 
     formula = parse(spec.calculate_output, set(spec.graders))
     by_grader = {
         key: dispatch(sub, samples, items, context=context) for key, sub in spec.graders.items()
     }
-    return [
-        _combine(spec, formula, {key: results[i] for key, results in by_grader.items()})
-        for i in range(len(samples))
-    ]
+
+    def combine(i: int) -> GradeResult:
+        return _combine(spec, formula, {key: results[i] for key, results in by_grader.items()})
+
+    # Rewards come from the sub-graders' reward columns; a sample's combined result (which
+    # builds its sub-results) is made now only when it failed somewhere, else on first access.
+    columns = {key: results.rewards for key, results in by_grader.items()}
+    failed = {i for results in by_grader.values() for i, _ in results.failures()}
+    rewards: list[float] = []
+    given: dict[int, GradeResult] = {}
+    for i in range(len(samples)):
+        try:
+            rewards.append(formula.evaluate({key: column[i] for key, column in columns.items()}))
+        except FormulaError:
+            failed.add(i)
+            rewards.append(0.0)
+        if i in failed:
+            given[i] = combine(i)
+    return GradeResults(rewards, combine, given)
 
 
 def _combine(spec: MultiGrader, formula: Any, parts: dict[str, GradeResult]) -> GradeResult:
