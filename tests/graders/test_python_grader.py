@@ -233,6 +233,7 @@ def test_error_rate_below_threshold_passes() -> None:
     check_error_rate(ok(95) + failing(5))
     check_error_rate(ok(3) + failing(1))  # 25 %, but one failure in a small batch is noise
     check_error_rate(ok(10))
+    check_error_rate(failing(5), total=100)  # only the failures, as training passes them
 
 
 def test_error_rate_above_threshold_fails_with_sample_tracebacks() -> None:
@@ -242,6 +243,8 @@ def test_error_rate_above_threshold_fails_with_sample_tracebacks() -> None:
     assert "ValueError: b" in str(caught.value)
     with pytest.raises(GradingError):
         check_error_rate(failing(2))  # every sample failed
+    with pytest.raises(GradingError, match=r"30 of 100 samples"):
+        check_error_rate(failing(30), total=100)
 
 
 def test_openrft_graders_run_works_for_python_graders(tmp_path: Path) -> None:

@@ -115,16 +115,19 @@ def check_error_rate(
     results: Sequence[GradeResult],
     threshold: float = ERROR_RATE_THRESHOLD,
     min_errors: int = MIN_ERRORS_TO_FAIL,
+    total: int | None = None,
 ) -> None:
     """Raise `GradingError` (with sample tracebacks) when too many samples failed to grade.
 
     Fails when more than `threshold` of `results` carry any error flag and at least
     `min(min_errors, len(results))` do: one failing sample in a small batch is noise, a grader
-    that fails on every sample is broken. Training calls it on each step's results."""
+    that fails on every sample is broken. Training calls it on each step's failed results, with
+    `total` the number of samples graded (`results` may then hold only the failures)."""
     failed = [r for r in results if r.errors.any()]
-    if not failed or len(failed) <= threshold * len(results):
+    total = len(results) if total is None else total
+    if not failed or len(failed) <= threshold * total:
         return
-    if len(failed) < min(min_errors, len(results)):
+    if len(failed) < min(min_errors, total):
         return
     shown: list[str] = []
     for result in failed:
@@ -134,7 +137,7 @@ def check_error_rate(
         if len(shown) == SAMPLE_TRACEBACKS:
             break
     raise GradingError(
-        f"{len(failed)} of {len(results)} samples failed to grade ({len(failed) / len(results):.0%}"
+        f"{len(failed)} of {total} samples failed to grade ({len(failed) / total:.0%}"
         f", above the {threshold:.0%} threshold). First errors:\n\n" + "\n\n".join(shown)
     )
 

@@ -136,11 +136,11 @@ class Template:
         straight from the objects."""
         if self.single == ("sample", ("output_text",)):
             return [sample.output_text for sample in samples]
-        if self.single is not None and self.single[0] == "item" and len(self.single[1]) == 1:
-            key = self.single[1][0]
+        key = self.single[1][0] if self.single and len(self.single[1]) == 1 else None
+        if self.single is not None and self.single[0] == "item" and isinstance(key, str):
             try:
-                values = [item[key] for item in items]  # type: ignore[index]
-            except (KeyError, IndexError, TypeError):
+                values = [item[key] for item in items]
+            except (KeyError, TypeError):
                 pass  # some item lacks it: the general path below says which
             else:
                 if all(type(value) is str for value in values):

@@ -167,14 +167,13 @@ def _render_all(
     """Each sample's (input, reference), or why a template could not be rendered."""
     inputs = compile_template(spec.input).render_all(samples, items)
     references = compile_template(spec.reference).render_all(samples, items)
-    return [
-        str(text)
-        if isinstance(text, TemplateError)
-        else str(reference)
-        if isinstance(reference, TemplateError)
-        else (text, reference)
-        for text, reference in zip(inputs, references, strict=True)
-    ]
+    rendered: list[Pair | str] = []
+    for text, reference in zip(inputs, references, strict=True):
+        if isinstance(text, TemplateError) or isinstance(reference, TemplateError):
+            rendered.append(str(text if isinstance(text, TemplateError) else reference))
+        else:
+            rendered.append((text, reference))
+    return rendered
 
 
 def grade_batch(

@@ -154,7 +154,9 @@ class RunCallback(TrainerCallback):
             return  # the end-of-training summary, not a step
         stats = self.reward.stats.take()
         # raises GradingError (with sample tracebacks): the job fails, as documented
-        check_error_rate(stats.results, threshold=self.config.max_grader_error_rate)
+        check_error_rate(
+            stats.failures, threshold=self.config.max_grader_error_rate, total=stats.samples
+        )
         if not state.is_world_process_zero:
             return
         timing = {

@@ -70,19 +70,18 @@ class GradeStats:
     """Samples with each error flag set."""
     failed: int = 0
     """Samples with any error flag set."""
-    results: list[GradeResult] = field(default_factory=list)
-    """This step's results (for the error-rate check and its sample tracebacks)."""
+    failures: list[GradeResult] = field(default_factory=list)
+    """This step's failed results (for the error-rate check and its sample tracebacks)."""
     reasoning_tokens: float = 0.0
     """Completion tokens spent inside `<think>…</think>` (estimated by character share)."""
 
-    def add(self, results: Sequence[GradeResult], seconds: float) -> None:
+    def add(self, results: GradeResults, seconds: float) -> None:
         self.samples += len(results)
         self.seconds += seconds
-        self.results.extend(results)
-        for result in results:
-            flags = result.errors.flags()
-            self.failed += bool(flags)
-            self.errors.update(flags)
+        for _, result in results.failures():  # the successes are never built
+            self.failures.append(result)
+            self.failed += 1
+            self.errors.update(result.errors.flags())
 
     def take(self) -> GradeStats:
         """Return the totals so far and start counting afresh."""
@@ -91,11 +90,11 @@ class GradeStats:
             self.seconds,
             self.errors,
             self.failed,
-            self.results,
+            self.failures,
             self.reasoning_tokens,
         )
         self.samples, self.seconds, self.errors, self.failed = 0, 0.0, Counter(), 0
-        self.results, self.reasoning_tokens = [], 0.0
+        self.failures, self.reasoning_tokens = [], 0.0
         return taken
 
 
@@ -191,11 +190,11 @@ def items_from(kwargs: dict[str, Any], n: int) -> list[Item]:
     return [json.loads(value) for value in column]
 
 
-def _log_errors(results: Sequence[GradeResult], log_metric: Any) -> None:
+def _log_errors(results: GradeResults, log_metric: Any) -> None:
     if log_metric is None or not results:
         return
     counts: Counter[str] = Counter()
-    for result in results:
+    for _, result in results.failures():
         counts.update(result.errors.flags())
     for flag, count in counts.items():
         log_metric(f"errors/{flag}", count / len(results))
