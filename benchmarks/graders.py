@@ -10,9 +10,11 @@ reference, numbers (`42`, `-7.25`, `\\boxed{42}`) or LaTeX fractions (`$\\frac{3
 For each metric both sides score the same pairs in the same run: the anchor calls the library
 the metric is defined by (rapidfuzz, rouge-score, nltk, sentence-transformers, math-verify) once
 per sample, tokenizing both texts each time as a simple reward function would; ours is
-`openrft.graders.grade_batch` on a spec. Every score is checked equal (cosine: within 1e-5, the
-float32 noise of batched versus single-text encoding). The two sides take turns, `--repeat` runs
-each, and each keeps its best time (the machine may be shared). Caches that outlive a batch
+`openrft.graders.grade_batch(...).rewards` on a spec (what a trainer reads; `built/s` is the
+same call with every per-sample `GradeResult` object built too, as the API and CLI do, shown
+for transparency). Every score is checked equal (cosine: within 1e-5, the float32 noise of
+batched versus single-text encoding). The sides take turns, `--repeat` runs each, and each
+keeps its best time (the machine may be shared). Caches that outlive a batch
 (stemmer, WordNet look-ups, math parses) are cleared before each of our runs, so the figures are
 for a cold batch. BLEU/GLEU/METEOR tokenize with `openrft.graders.overlap.words` on both sides.
 
@@ -297,10 +299,10 @@ def cases() -> list[Case]:
     ]
 
 
-def measure(case: Case, repeat: int) -> tuple[int, float, float, float]:
-    """(samples, anchor seconds, our seconds, largest score difference). The two sides take
-    turns, `repeat` times each, and each keeps its best time: the machine is shared, and
-    alternating makes both sides see the same background load."""
+def measure(case: Case, repeat: int) -> tuple[int, float, float, float, float]:
+    """(samples, anchor seconds, our seconds, our seconds building every result object, largest
+    score difference). The sides take turns, `repeat` times each, and each keeps its best time:
+    the machine is shared, and alternating makes all sides see the same background load."""
     completions, references = case.data(random.Random(0))
     samples = [Sample.from_text(c) for c in completions]
     items = [{"reference_answer": r} for r in references]
@@ -312,10 +314,13 @@ def measure(case: Case, repeat: int) -> tuple[int, float, float, float]:
     def ours() -> list[float]:
         return grade_batch(grader, samples, items).rewards
 
+    def ours_built() -> list[float]:  # what the API and CLI pay: every GradeResult built
+        return [result.reward for result in grade_batch(grader, samples, items)]
+
     for result in grade_batch(grader, samples[:2], items[:2]):  # imports, model/WordNet load
         assert not result.errors.any(), result.errors.flags()
     case.anchor(completions[0], references[0])
-    anchor_s = ours_s = float("inf")
+    anchor_s = ours_s = built_s = float("inf")
     for _ in range(repeat):
         started = time.perf_counter()
         expected = anchor()
@@ -324,8 +329,13 @@ def measure(case: Case, repeat: int) -> tuple[int, float, float, float]:
         started = time.perf_counter()
         got = ours()
         ours_s = min(ours_s, time.perf_counter() - started)
+        case.reset()
+        started = time.perf_counter()
+        built = ours_built()
+        built_s = min(built_s, time.perf_counter() - started)
+        assert built == got
     diff = max(abs(a - b) for a, b in zip(expected, got, strict=True))
-    return len(samples), anchor_s, ours_s, diff
+    return len(samples), anchor_s, ours_s, built_s, diff
 
 
 def main() -> None:
@@ -335,17 +345,18 @@ def main() -> None:
     args = parser.parse_args()
     wanted = {name.strip() for name in args.only.split(",") if name.strip()}
     warnings.simplefilter("ignore")  # library deprecation chatter would garble the table
-    print(f"{'metric':<16}{'n':>5}{'anchor/s':>11}{'ours/s':>11}{'ratio':>8}  equal")
+    print(f"{'metric':<16}{'n':>5}{'anchor/s':>11}{'ours/s':>11}{'ratio':>8}{'built/s':>11}  equal")
     failed = []
     for case in cases():
         if wanted and case.name not in wanted:
             continue
-        n, anchor_s, ours_s, diff = measure(case, args.repeat)
+        n, anchor_s, ours_s, built_s, diff = measure(case, args.repeat)
         equal = diff <= case.tolerance
         failed += [] if equal else [case.name]
         print(
             f"{case.name:<16}{n:>5}{n / anchor_s:>11.0f}{n / ours_s:>11.0f}"
-            f"{anchor_s / ours_s:>7.1f}x  {'yes' if equal else 'NO'} (max diff {diff:.1e})",
+            f"{anchor_s / ours_s:>7.1f}x{n / built_s:>11.0f}  {'yes' if equal else 'NO'}"
+            f" (max diff {diff:.1e})",
             flush=True,
         )
     if failed:
