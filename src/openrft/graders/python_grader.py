@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from openrft.errors import ConfigError, GradingError
 from openrft.graders.context import GradeContext
-from openrft.graders.result import GradeResult
+from openrft.graders.result import GradeResult, GradeResults
 from openrft.graders.sample import Item, Sample
 from openrft.graders.sandbox import SandboxLimits, check_policy, detect_layers
 from openrft.graders.sandbox_pool import run_batch
@@ -70,23 +70,32 @@ def pool_key(spec: PythonGrader, context: GradeContext, limits: SandboxLimits) -
 
 def grade_batch(
     spec: PythonGrader, samples: Sequence[Sample], items: Sequence[Item], context: GradeContext
-) -> list[GradeResult]:
+) -> GradeResults:
     """Grade every sample in one sandboxed worker; raises only `SandboxError`/`ConfigError`."""
     limits = limits_from(context)
     layers = detect_layers()
     check_policy(layers, limits)
-    results: list[GradeResult | None] = []
+    failed: dict[int, GradeResult] = {}
     payloads: list[bytes] = []
-    for sample, item in zip(samples, items, strict=True):
+    for i, (sample, item) in enumerate(zip(samples, items, strict=True)):
         try:
             payloads.append(json.dumps({"sample": sample.namespace(), "item": dict(item)}).encode())
-            results.append(None)
         except (TypeError, ValueError) as exc:
-            results.append(_failed(spec, "other_error", f"item is not JSON-serializable: {exc}"))
+            failed[i] = _failed(spec, "other_error", f"item is not JSON-serializable: {exc}")
     outcomes = iter(
         run_batch(pool_key(spec, context, limits), spec.source, limits, layers, payloads)
     )
-    return [r if r is not None else _result(spec, next(outcomes)) for r in results]
+    scored: dict[int, Outcome] = {}  # successes: their results are built on first access
+    rewards: list[float] = []
+    for i in range(len(samples)):
+        if i not in failed:
+            outcome = next(outcomes)
+            if outcome.kind == "ok":
+                scored[i] = outcome
+            else:
+                failed[i] = _result(spec, outcome)
+        rewards.append(scored[i].score if i in scored else 0.0)
+    return GradeResults(rewards, lambda i: _result(spec, scored[i]), failed)
 
 
 def _result(spec: PythonGrader, outcome: Outcome) -> GradeResult:
