@@ -26,7 +26,7 @@ from rouge_score.rouge_scorer import RougeScorer
 from rouge_score.tokenize import tokenize as rouge_tokenize
 
 from openrft.errors import ConfigError
-from openrft.graders import GradeContext, Sample, grade, grade_batch, load_grader, overlap
+from openrft.graders import GradeContext, Sample, grade, grade_batch, load_grader, ngrams
 from openrft.graders.overlap import rouge_tokens, words
 from openrft.serving.local import serve_in_thread
 
@@ -133,9 +133,9 @@ def test_every_way_of_counting_ngrams_equals_the_reference_library(
     numpy keys (base-vocabulary numbers, or ranks when those could overflow): all equal."""
     expected = [reference_score(metric, text, reference) for text, reference in CASES]
     assert [run(metric, [pair])[0].reward for pair in CASES] == expected  # one pair per batch
-    assert len(CASES) >= overlap.BATCH_MIN
+    assert len(CASES) >= ngrams.BATCH_MIN
     assert [r.reward for r in run(metric, CASES)] == expected
-    monkeypatch.setattr(overlap, "KEY_LIMIT", 0)  # force ranked keys
+    monkeypatch.setattr(ngrams, "KEY_LIMIT", 0)  # force ranked keys
     assert [r.reward for r in run(metric, CASES)] == expected
 
 

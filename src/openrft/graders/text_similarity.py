@@ -16,10 +16,10 @@ so a short answer missing some 4-gram does not collapse to ~0; ROUGE uses rouge-
 case kept for BLEU/GLEU; METEOR lower-cases as nltk does); ROUGE uses rouge-score's tokenizer.
 
 BLEU, GLEU and ROUGE are computed by `graders/overlap.py`, which returns the libraries' exact
-floats faster (each distinct reference tokenized once, a batch's n-grams counted with numpy).
-`fuzzy_match` is rapidfuzz's own batch call (`process.cpdist`). METEOR calls nltk itself, with
-memoized stemming and WordNet look-ups (same algorithm, same numbers). Identical
-(input, reference) pairs in a batch are scored once.
+floats faster (each distinct reference tokenized once, a batch's n-grams counted with numpy in
+`graders/ngrams.py`). `fuzzy_match` is rapidfuzz's own batch call (`process.cpdist`). METEOR
+calls nltk itself, with memoized stemming and WordNet look-ups (same algorithm, same numbers).
+Identical (input, reference) pairs in a batch are scored once.
 
 A template naming a missing variable fails that sample with `invalid_variable_error`. A missing
 resource (WordNet for `meteor`, the embedding model for `cosine`) raises `MissingResourceError`
@@ -59,24 +59,6 @@ def _fuzzy(pairs: Sequence[Pair]) -> list[float]:
     texts, references = zip(*pairs, strict=True)
     scores = process.cpdist(texts, references, scorer=fuzz.ratio, dtype=np.float64)
     return (scores / 100).tolist()  # type: ignore[no-any-return]
-
-
-def _with_references(
-    score: Callable[[overlap.Reference, str], float],
-) -> Scorer:
-    """Wrap a per-pair scorer so each distinct reference is prepared once per batch."""
-
-    def score_all(pairs: Sequence[Pair]) -> list[float]:
-        prepared: dict[str, overlap.Reference] = {}
-        out = []
-        for text, reference in pairs:
-            ref = prepared.get(reference)
-            if ref is None:
-                ref = prepared[reference] = overlap.Reference(reference)
-            out.append(score(ref, text))
-        return out
-
-    return score_all
 
 
 def _rouge(n: int) -> Scorer:
@@ -144,7 +126,7 @@ METRICS: dict[str, Scorer] = {
     "gleu": overlap.gleu_all,
     "meteor": _meteor,
     **{name: _rouge(n) for name, n in ROUGE_ORDERS.items()},
-    "rouge_l": _with_references(lambda ref, text: ref.rouge_l(overlap.rouge_tokens(text))),
+    "rouge_l": overlap.rouge_l_all,
 }
 """Every metric but `cosine` (which needs the context): pairs in, one score per pair out."""
 
