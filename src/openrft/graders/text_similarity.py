@@ -167,7 +167,9 @@ def grade_batch(
     """Score every sample; one result per sample, in order."""
     rendered = _render_all(spec, samples, items)
     pairs = [pair for pair in rendered if type(pair) is tuple]
-    if len(pairs) == len(rendered):  # the usual case: every template rendered
+    # The usual case, every template rendered, skips the per-sample merge below: measured
+    # 10-20% of fuzzy_match's batch, whose lead over a bare rapidfuzz loop is only ~1.3x.
+    if len(pairs) == len(rendered):
         scores = score_pairs(spec.evaluation_metric, pairs, context) if pairs else []
     else:
         scored = iter(score_pairs(spec.evaluation_metric, pairs, context) if pairs else [])
