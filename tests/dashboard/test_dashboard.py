@@ -263,10 +263,21 @@ def test_playground_runs_graders_in_both_dialects_and_audits(
     page: Any, server: Server, client: openai.OpenAI
 ) -> None:
     client.files.create(file=("audit.jsonl", jsonl(arithmetic_rows(6))), purpose="fine-tune")
-    page.goto(url(server, "/playground"))
-    page.fill("#sample", "41")
-    page.click("#run")
-    sync_api.expect(page.locator("#reward")).to_have_text("0.1500")  # fuzzy 0.5 * 0.3
+    # A slow link: the user types and clicks before the page's script has started. What they
+    # typed must survive it, and the click must wait for the button's handler.
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    slow = {"offline": False, "latency": 700, "downloadThroughput": -1, "uploadThroughput": -1}
+    cdp.send("Network.emulateNetworkConditions", slow)
+    try:
+        page.goto(url(server, "/playground"))
+        page.fill("#sample", "41")
+        assert page.evaluate("document.body.dataset.ready") is None  # the script is still starting
+        page.click("#run")  # the button stays disabled until its handler is attached
+        sync_api.expect(page.locator("#reward")).to_have_text("0.1500")  # fuzzy 0.5 * 0.3
+    finally:
+        cdp.send("Network.emulateNetworkConditions", {**slow, "latency": 0})
+        cdp.detach()
     sync_api.expect(page.locator("#sub-rewards")).to_contain_text("exact")
     sync_api.expect(page.locator("#flags")).to_contain_text("No error flags")
     page.select_option("#example", "seekr")  # SeekrFlow reward_components, in YAML

@@ -128,6 +128,13 @@ const ORFT = {
 
   TERMINAL: ["succeeded", "failed", "cancelled"],
 
+  // The page's buttons ship disabled (a click before its handler exists would be lost, or
+  // submit a form natively); enable those under `root` once every handler is attached.
+  ready(root) {
+    for (const button of root.querySelectorAll("button[disabled]")) button.disabled = false;
+    document.body.dataset.ready = "true";
+  },
+
   // Every page but /login: send the user to log in when a key is needed and missing, and
   // show which project the key belongs to.
   async start() {

@@ -94,5 +94,6 @@
     }
   });
 
+  ORFT.ready(document.getElementById("upload-form"));
   ORFT.poll(refreshFiles, 10000);
 })();

@@ -27,4 +27,5 @@
     ORFT.setKey(key);
     window.location.assign(safeNext);
   });
+  ORFT.ready(form);
 })();

@@ -54,7 +54,10 @@
     document.getElementById("item").value = example.item;
   }
   document.getElementById("example").addEventListener("change", (e) => loadExample(e.target.value));
-  loadExample("openai");
+  // The page ships the OpenAI example's sample and item; fill in its grader unless the user
+  // has already typed one, and never overwrite what they typed while this script was loading.
+  const grader = document.getElementById("grader");
+  if (!grader.value.trim()) grader.value = EXAMPLES.openai.grader;
 
   function showError(message) {
     error.textContent = message;
@@ -185,4 +188,5 @@
       summary.className = "small error pre";
     }
   });
+  ORFT.ready(document.querySelector("main"));
 })();
