@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from openrft.graders import ngrams
 
@@ -155,18 +155,24 @@ Pair = tuple[str, str]
 """(text, reference)."""
 
 
+def _word_scores(
+    pairs: Sequence[Pair], order: int, score: Callable[[Sequence[int], int, int], float]
+) -> list[float]:
+    """`score(matches of orders 1..order, text length, reference length)` for each
+    (text, reference), tokenized with `words`."""
+    found, text_lens, ref_lens = ngrams.matched(pairs, words, range(1, order + 1))
+    by_pair = zip(*found.values(), strict=True)
+    return [score(m, t, r) for m, t, r in zip(by_pair, text_lens, ref_lens, strict=True)]
+
+
 def bleu_all(pairs: Sequence[Pair]) -> list[float]:
     """`bleu_from` for each (text, reference), tokenized with `words`."""
-    found, text_lens, ref_lens = ngrams.matched(pairs, words, range(1, BLEU_ORDER + 1))
-    by_pair = zip(*found.values(), strict=True)
-    return [bleu_from(m, t, r) for m, t, r in zip(by_pair, text_lens, ref_lens, strict=True)]
+    return _word_scores(pairs, BLEU_ORDER, bleu_from)
 
 
 def gleu_all(pairs: Sequence[Pair]) -> list[float]:
     """`gleu_from` for each (text, reference), tokenized with `words`."""
-    found, text_lens, ref_lens = ngrams.matched(pairs, words, range(1, GLEU_MAX_ORDER + 1))
-    by_pair = zip(*found.values(), strict=True)
-    return [gleu_from(m, t, r) for m, t, r in zip(by_pair, text_lens, ref_lens, strict=True)]
+    return _word_scores(pairs, GLEU_MAX_ORDER, gleu_from)
 
 
 def rouge_l_all(pairs: Sequence[Pair]) -> list[float]:
