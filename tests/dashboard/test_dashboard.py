@@ -157,15 +157,16 @@ def create_job(client: openai.OpenAI, model: str, steps: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def short_job(client: openai.OpenAI, tiny_model: str) -> str:
+def short_job(server: Server, client: openai.OpenAI, tiny_model: str) -> str:
     """A job that runs to the end (first in the queue: the module's one worker takes it first)."""
-    return create_job(client, tiny_model, steps=24)
+    server.register_model("tiny", tiny_model)
+    return create_job(client, "tiny", steps=24)
 
 
 @pytest.fixture(scope="module")
 def long_job(client: openai.OpenAI, tiny_model: str, short_job: str) -> str:
     """A job long enough to be paused while running (it is cancelled in the end)."""
-    return create_job(client, tiny_model, steps=5000)
+    return create_job(client, "tiny", steps=5000)
 
 
 def chart_points(page: Any, chart: str = "chart-reward") -> int:

@@ -1,4 +1,6 @@
-"""The endpoint grader against a real HTTP server on 127.0.0.1 standing in for a user service."""
+"""The endpoint grader against a real HTTP server on 127.0.0.1 standing in for a user service:
+scores, retries, failures as data, secrets in headers (never the environment), the whole-attempt
+deadline, the body and echo caps, and a tenant's context (outbound policy) end to end."""
 
 from __future__ import annotations
 
@@ -6,15 +8,23 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 
 from openrft.graders import GradeContext, grade_batch, load_grader
+from openrft.graders.context import OutboundPolicy
+from openrft.graders.endpoint import MAX_EXTRA_BYTES
 from openrft.serving.local import serve_in_thread
 
 FAST = GradeContext(options={"endpoint_backoff": 0.01})
@@ -35,6 +45,10 @@ class Service:
         self.app.post("/words")(self.words)
         self.app.post("/missing")(self.missing)
         self.app.post("/auth")(self.auth)
+        self.app.post("/drip")(self.drip)
+        self.app.post("/big")(self.big)
+        self.app.post("/fat")(self.fat)
+        self.app.post("/moved")(self.moved)
 
     async def _record(self, request: Request) -> dict[str, Any]:
         body: dict[str, Any] = await request.json()
@@ -78,6 +92,29 @@ class Service:
         if request.headers.get("x-token") != "Bearer s3cret":
             return JSONResponse({"detail": "bad token"}, status_code=403)
         return JSONResponse({"score": 0.5})
+
+    async def drip(self, request: Request) -> Response:
+        """A valid answer, one byte every 0.2 s: no single read waits long, the whole takes 8 s."""
+        await self._record(request)
+
+        async def body() -> AsyncIterator[bytes]:
+            for byte in b'{"score": 1}'.ljust(40):
+                yield bytes([byte])
+                await asyncio.sleep(0.2)
+
+        return StreamingResponse(body(), media_type="application/json")
+
+    async def big(self, request: Request) -> Response:
+        await self._record(request)
+        return Response(b'{"score": 1, "pad": "' + b"x" * 10_000_000 + b'"}')
+
+    async def fat(self, request: Request) -> dict[str, Any]:
+        await self._record(request)
+        return {"score": 1, "small": 7, "huge": "y" * 500_000, "after": "kept"}
+
+    async def moved(self, request: Request) -> Response:
+        await self._record(request)
+        return RedirectResponse("/grade", status_code=307)
 
 
 @pytest.fixture
@@ -147,17 +184,108 @@ def test_unreachable_endpoint_is_flagged() -> None:
     assert "cannot reach" in (result.errors.unresponsive_reward_error_details or "")
 
 
-def test_headers_expand_environment_variables(
+def test_headers_expand_secrets_from_the_context(service: tuple[Service, str]) -> None:
+    svc, url = service
+    grader = spec(f"{url}/auth", headers={"X-Token": "Bearer ${secret:GRADER_TOKEN}"})
+    unset = grade_batch(grader, ["x"], [{}], FAST)[0]
+    with_secret = GradeContext(options=FAST.options, secrets={"GRADER_TOKEN": "s3cret"})
+    ok = grade_batch(grader, ["x"], [{}], with_secret)[0]
+    assert unset.errors.flags() == ["other_error"]
+    assert "${secret:GRADER_TOKEN}, which this project has not set" in (
+        unset.errors.other_error_details or ""
+    )
+    assert ok.reward == 0.5
+    assert len(svc.calls) == 1  # the unset secret sent nothing
+
+
+def test_environment_variables_are_never_read(
     service: tuple[Service, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, url = service
+    svc, url = service
     grader = spec(f"{url}/auth", headers={"X-Token": "Bearer ${GRADER_TOKEN}"})
     monkeypatch.delenv("GRADER_TOKEN", raising=False)
     unset = grade_batch(grader, ["x"], [{}], FAST)[0]
     monkeypatch.setenv("GRADER_TOKEN", "s3cret")
-    ok = grade_batch(grader, ["x"], [{}], FAST)[0]
-    assert "GRADER_TOKEN" in (unset.errors.other_error_details or "")
-    assert ok.reward == 0.5
+    set_ = grade_batch(grader, ["x"], [{}], FAST)[0]
+    assert unset.errors.other_error_details == set_.errors.other_error_details
+    assert "environment variables are never read" in (set_.errors.other_error_details or "")
+    assert "${secret:GRADER_TOKEN}" in (set_.errors.other_error_details or "")
+    assert svc.calls == []
+
+
+def test_literal_headers_pass_through(service: tuple[Service, str]) -> None:
+    _, url = service
+    grader = spec(f"{url}/auth", headers={"X-Token": "Bearer s3cret"})
+    assert grade_batch(grader, ["x"], [{}], FAST)[0].reward == 0.5
+
+
+def test_a_dripping_answer_fails_at_the_whole_attempt_deadline(
+    service: tuple[Service, str],
+) -> None:
+    svc, url = service
+    result = grade_batch(spec(f"{url}/drip", timeout=0.6), ["x"], [{}], FAST)[0]
+    assert result.errors.flags() == ["unresponsive_reward_error"]
+    assert "timed out" in (result.errors.unresponsive_reward_error_details or "")
+    assert len(svc.calls) == 4
+
+
+def test_a_huge_answer_is_refused_unread_and_not_echoed(service: tuple[Service, str]) -> None:
+    svc, url = service
+    result = grade_batch(spec(f"{url}/big"), ["x"], [{}], FAST)[0]
+    assert result.errors.flags() == ["other_error"]
+    assert "response larger than 1 MiB" in (result.errors.other_error_details or "")
+    assert len(result.model_dump_json()) < 2000
+    assert len(svc.calls) == 1  # not retried
+
+
+def test_big_extra_keys_are_left_out_of_the_scores(service: tuple[Service, str]) -> None:
+    _, url = service
+    result = grade_batch(spec(f"{url}/fat"), ["x"], [{}], FAST)[0]
+    scores = result.metadata.scores
+    assert (result.reward, scores["small"], scores["after"]) == (1.0, 7, "kept")
+    assert "huge" not in scores
+    assert (
+        f"1 key(s) of the answer left out: together they exceed {MAX_EXTRA_BYTES}"
+        in (scores["omitted"])
+    )
+    assert len(result.model_dump_json()) < MAX_EXTRA_BYTES + 1000
+
+
+def test_redirects_are_not_followed(service: tuple[Service, str]) -> None:
+    svc, url = service
+    result = grade_batch(spec(f"{url}/moved"), ["x"], [{}], FAST)[0]
+    assert result.errors.flags() == ["other_error"]
+    assert [call[1] for call in svc.calls] == ["/moved"]
+
+
+def tenant(*allow: str, **secrets: str) -> GradeContext:
+    """A service tenant's context: restricted outbound calls, its own secrets."""
+    return GradeContext(
+        owner="project:p", secrets=secrets, outbound=OutboundPolicy(allow), options=FAST.options
+    )
+
+
+def test_a_tenant_reaches_an_allowed_local_endpoint_with_its_secret(
+    service: tuple[Service, str],
+) -> None:
+    svc, url = service
+    grader = spec(f"{url}/auth", headers={"X-Token": "Bearer ${secret:TOK}"})
+    result = grade_batch(grader, ["x"], [{}], tenant("127.0.0.1", TOK="s3cret"))[0]
+    assert result.reward == 0.5
+    unset = grade_batch(grader, ["x"], [{}], tenant("127.0.0.1"))[0]
+    assert "openrft secrets set --project p TOK" in (unset.errors.other_error_details or "")
+    assert len(svc.calls) == 1
+
+
+def test_a_tenant_may_not_reach_loopback_unless_allowed(service: tuple[Service, str]) -> None:
+    svc, url = service
+    result = grade_batch(spec(f"{url}/grade"), ["x", "y"], [{}, {}], tenant())
+    for one in result:
+        assert one.errors.flags() == ["other_error"]
+        details = one.errors.other_error_details or ""
+        assert "loopback" in details
+        assert "--allow-grader-hosts 127.0.0.1" in details
+    assert svc.calls == []
 
 
 def test_rate_limit_spaces_requests(service: tuple[Service, str]) -> None:

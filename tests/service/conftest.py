@@ -22,6 +22,7 @@ import httpx
 import openai
 import pytest
 
+from openrft.service import tenancy
 from openrft.service.deps import create_key
 from openrft.service.settings import Settings, default_train_command
 from openrft.service.store import Store
@@ -78,10 +79,23 @@ class Server:
         raise RuntimeError("server did not become healthy")
 
     def key(self, project: str) -> str:
-        url = self.env.get("OPENRFT_DATABASE_URL") or Settings(data_dir=self.data_dir).url
-        store = Store.open(url)
+        store = self.store()
         try:
             return create_key(store, project)
+        finally:
+            store.engine.dispose()
+
+    def store(self) -> Store:
+        """The server's store, opened from this process (dispose its engine when done)."""
+        return Store.open(
+            self.env.get("OPENRFT_DATABASE_URL") or Settings(data_dir=self.data_dir).url
+        )
+
+    def register_model(self, name: str, source: str) -> None:
+        """`openrft models add NAME SOURCE`: a base model jobs through the API may name."""
+        store = self.store()
+        try:
+            tenancy.add_model(store, name, source)
         finally:
             store.engine.dispose()
 

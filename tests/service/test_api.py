@@ -23,14 +23,21 @@ LIMIT = 50_000
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(tmp_path_factory.mktemp("api") / "data", OPENRFT_MAX_FILE_BYTES=str(LIMIT))
+    running = Server(
+        tmp_path_factory.mktemp("api") / "data",
+        OPENRFT_MAX_FILE_BYTES=str(LIMIT),
+        OPENRFT_MAX_ACTIVE_JOBS="1000",  # these jobs stay queued: no worker runs here
+    )
+    for name in ("tiny-test-model", "m"):  # validation never loads them
+        running.register_model(name, f"/models/{name}")
     yield running
     running.stop()
 
 
 @pytest.fixture(scope="module")
-def client(server: Server) -> openai.OpenAI:
-    return server.client("alpha")
+def client(server: Server) -> Iterator[openai.OpenAI]:
+    with server.client("alpha") as alpha:  # closed, not left to the GC (ResourceWarning)
+        yield alpha
 
 
 @pytest.fixture(scope="module")
@@ -275,7 +282,7 @@ def test_models_health_and_docs(server: Server, client: openai.OpenAI, train_fil
     assert "smollm2-135m-instruct" in ids
     assert "tiny-test-model" in ids
     root = server.base_url.removesuffix("/v1")
-    assert httpx.get(f"{root}/health").json() == {"status": "ok"}
+    assert httpx.get(f"{root}/health").json()["status"] == "ok"
     assert httpx.get(f"{root}/docs").status_code == 200
     paths = httpx.get(f"{root}/openapi.json").json()["paths"]
     assert "/v1/fine_tuning/jobs/{job_id}/checkpoints" in paths
@@ -350,13 +357,15 @@ def running(pid: int) -> bool:
 def test_server_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
     server = Server(tmp_path / "pg", OPENRFT_DATABASE_URL=postgres_url)
     try:
-        client = server.client("pg")
-        uploaded = client.files.create(
-            file=("t.jsonl", jsonl(arithmetic_rows(4))), purpose="fine-tune"
-        )
-        job = rl_job(client, uploaded.id, metadata={"db": "pg"})
-        assert settled(client, job.id) == "queued"
-        assert [j.id for j in client.fine_tuning.jobs.list(metadata={"db": "pg"})] == [job.id]
+        server.register_model("tiny-test-model", "/models/tiny")
+        with server.client("pg") as client:  # closed here, not by the GC (ResourceWarning)
+            uploaded = client.files.create(
+                file=("t.jsonl", jsonl(arithmetic_rows(4))), purpose="fine-tune"
+            )
+            job = rl_job(client, uploaded.id, metadata={"db": "pg"})
+            assert settled(client, job.id) == "queued"
+            listed = client.fine_tuning.jobs.list(metadata={"db": "pg"})
+            assert [j.id for j in listed] == [job.id]
         assert not (tmp_path / "pg" / "openrft.db").exists()  # the state is in PostgreSQL
     finally:
         server.stop()

@@ -82,8 +82,9 @@ def wait_step(client: openai.OpenAI, job_id: str, step: int) -> None:
 
 def test_reinforcement_job_succeeds(make_server: Any, tiny_model: str) -> None:
     server: Server = make_server(workers=1)
+    server.register_model("tiny", tiny_model)
     client = server.client()
-    job = create(client, tiny_model, steps=4, checkpoints=2, suffix="e2e", metadata={"k": "v"})
+    job = create(client, "tiny", steps=4, checkpoints=2, suffix="e2e", metadata={"k": "v"})
     assert wait_status(client, job.id) == "succeeded", server_log(server)
     done = client.fine_tuning.jobs.retrieve(job.id)
     assert done.fine_tuned_model == f"ft:tiny:e2e:{job.id.removeprefix('ftjob-')}"
@@ -106,8 +107,9 @@ def test_reinforcement_job_succeeds(make_server: Any, tiny_model: str) -> None:
 
 def test_pause_then_resume_continues_from_the_checkpoint(make_server: Any, tiny_model: str) -> None:
     server: Server = make_server(workers=1)
+    server.register_model("tiny", tiny_model)
     client = server.client()
-    job = create(client, tiny_model, steps=30, checkpoints=3)
+    job = create(client, "tiny", steps=30, checkpoints=3)
     wait_step(client, job.id, 2)
     client.fine_tuning.jobs.pause(job.id)
     assert wait_status(client, job.id, "paused") == "paused", server_log(server)
@@ -121,8 +123,9 @@ def test_pause_then_resume_continues_from_the_checkpoint(make_server: Any, tiny_
 
 def test_cancel_stops_a_running_job(make_server: Any, tiny_model: str) -> None:
     server: Server = make_server(workers=1)
+    server.register_model("tiny", tiny_model)
     client = server.client()
-    job = create(client, tiny_model, steps=200, checkpoints=2)
+    job = create(client, "tiny", steps=200, checkpoints=2)
     wait_step(client, job.id, 1)
     assert client.fine_tuning.jobs.cancel(job.id).status == "running"  # the worker stops it
     assert wait_status(client, job.id, timeout=60) == "cancelled"
@@ -138,8 +141,9 @@ def test_worker_killed_mid_training_resumes_from_checkpoint(
 ) -> None:
     fast_reap = {"OPENRFT_STALE_SECONDS": "2"}
     server: Server = make_server(workers=0, **fast_reap)
+    server.register_model("tiny", tiny_model)
     client = server.client()
-    job = create(client, tiny_model, steps=40, checkpoints=8)
+    job = create(client, "tiny", steps=40, checkpoints=8)
     first = server.start_worker(**fast_reap)
     wait_for(lambda: list(client.fine_tuning.jobs.checkpoints.list(job.id)), timeout=300)
     first.kill()  # SIGKILL: no cleanup, the training process is orphaned

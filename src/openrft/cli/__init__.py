@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from openrft.cli import data, graders, jobs, serve, setup, train
+from openrft.cli import data, graders, jobs, serve, setup, tenancy, train
 from openrft.cli.doctor import doctor
 from openrft.cli.serve_model import serve_model
 
@@ -26,6 +26,9 @@ app.command("doctor")(doctor)
 app.command()(serve.serve)
 app.command()(serve.worker)
 app.add_typer(serve.keys, name="keys")
+app.add_typer(tenancy.secrets, name="secrets")
+app.add_typer(tenancy.models, name="models")
+app.add_typer(tenancy.quotas, name="quotas")
 app.add_typer(jobs.app, name="jobs")
 app.command()(train.train)
 app.command()(train.export)

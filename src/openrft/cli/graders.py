@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from openrft.errors import DatasetError, OpenRFTError, Problem, ProblemsError
-from openrft.graders import Sample, grade, load_grader_file
+from openrft.graders import GradeContext, Sample, grade, load_grader_file
 from openrft.graders.audit import AuditReport, AuditRow, audit
 
 app = typer.Typer(help="Validate, run and audit graders.", no_args_is_help=True)
@@ -78,7 +78,8 @@ def run(
         tool_calls = _arg_json(tools, "tools") if tools else None
         if not isinstance(item_value, dict):
             raise DatasetError([Problem("--item", "must be a JSON object, e.g. '{\"a\": 1}'")])
-        result = grade(grader, Sample.from_text(_arg_text(sample), tool_calls), item_value)
+        sampled = Sample.from_text(_arg_text(sample), tool_calls)
+        result = grade(grader, sampled, item_value, GradeContext.from_environment())
     except OpenRFTError as exc:
         raise fail(exc) from None
     typer.echo(result.model_dump_json(indent=2))
@@ -98,7 +99,7 @@ def audit_command(
     Exit 1 when a probe earns a high reward, so CI can gate on it."""
     try:
         grader = load_grader_file(spec)
-        report = audit(grader, read_audit_rows(data), threshold)
+        report = audit(grader, read_audit_rows(data), threshold, GradeContext.from_environment())
     except OpenRFTError as exc:
         raise fail(exc) from None
     if as_json:

@@ -2,21 +2,21 @@
 
 Register on the root app with `app.command()(serve.serve)`, `app.command()(serve.worker)` and
 `app.add_typer(serve.keys, name="keys")`. `serve` runs the API in this process and starts
-`--workers` worker processes (`python -m openrft.service.worker`), stopped when it exits.
+`--workers` worker processes (`python -m openrft.service.worker`) under a `Supervisor`, which
+restarts any that dies and stops them all when the server exits.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from openrft.service.settings import Settings
+from openrft.service.settings import Settings, secure_data_dir, secure_database
+from openrft.service.supervisor import Supervisor
 
 DataDir = Annotated[
     Path | None,
@@ -34,25 +34,6 @@ def _settings(data_dir: Path | None, database_url: str | None, **extra: object) 
     return Settings.from_env(data_dir=data_dir, database_url=database_url, **extra)
 
 
-def _start_workers(settings: Settings, count: int) -> list[subprocess.Popen[bytes]]:
-    command = [sys.executable, "-m", "openrft.service.worker", "--parent-pid", str(os.getpid())]
-    command += ["--data-dir", str(settings.data_dir)]
-    if settings.database_url:
-        command += ["--database-url", settings.database_url]
-    return [subprocess.Popen(command) for _ in range(count)]  # noqa: S603 - our own command
-
-
-def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
-    for proc in workers:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # workers checkpoint and re-queue their job
-    for proc in workers:
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 def serve(
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
@@ -65,21 +46,49 @@ def serve(
     api_processes: Annotated[
         int, typer.Option(help="API server processes (uvicorn workers) sharing the port.")
     ] = 1,
+    allow_grader_hosts: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated hosts, IPs or CIDR networks that endpoint graders may reach "
+            "although they are loopback/private/link-local, e.g. 127.0.0.1,10.0.0.0/8."
+        ),
+    ] = None,
+    allow_local_paths: Annotated[
+        bool,
+        typer.Option(
+            "--allow-local-paths",
+            help="Let jobs name server paths (datasets, models); single-user servers only.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the OpenAI-compatible fine-tuning API (docs at /docs) with N workers."""
     import uvicorn
 
     from openrft.service.app import create_app
 
-    settings = _settings(data_dir, database_url, auth=False if no_auth else None)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    hosts = allow_grader_hosts.split(",") if allow_grader_hosts is not None else None
+    settings = _settings(
+        data_dir,
+        database_url,
+        auth=False if no_auth else None,
+        allow_grader_hosts=None if hosts is None else [h.strip() for h in hosts if h.strip()],
+        allow_local_paths=True if allow_local_paths else None,
+    )
+    os.umask(0o077)  # everything the service writes (uploads, jobs, checkpoints) is private
+    secure_data_dir(settings)
     # the settings travel as variables: worker and API processes rebuild them from the env
     os.environ["OPENRFT_DATA_DIR"] = str(settings.data_dir)
     if settings.database_url:
         os.environ["OPENRFT_DATABASE_URL"] = settings.database_url
     if no_auth:
         os.environ["OPENRFT_AUTH"] = "false"
-    started = _start_workers(settings, workers)
+    if allow_grader_hosts is not None:
+        os.environ["OPENRFT_ALLOW_GRADER_HOSTS"] = ",".join(settings.allow_grader_hosts)
+    if allow_local_paths:
+        os.environ["OPENRFT_ALLOW_LOCAL_PATHS"] = "true"
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    supervisor = Supervisor(settings, workers)
+    supervisor.start()
     try:
         if api_processes > 1:
             uvicorn.run(
@@ -93,7 +102,7 @@ def serve(
         else:
             uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
     finally:
-        _stop_workers(started)
+        supervisor.stop()
 
 
 def worker(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
@@ -119,8 +128,10 @@ def create_key(
     from openrft.service.store import Store
 
     settings = _settings(data_dir, database_url)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.umask(0o077)
+    secure_data_dir(settings)
     store = Store.open(settings.url)
+    secure_database(settings)
     key = make_key(store, project)
     typer.echo(
         f"Created a key for project {project!r}; it is not stored and cannot be shown again."

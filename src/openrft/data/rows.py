@@ -10,11 +10,14 @@ grader fields, prompt length) live in `validate.py`. Nothing here tokenizes or g
 from __future__ import annotations
 
 import difflib
+import errno
 import json
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 """Roles a prompt message may have (`tool` carries a tool result in a multi-turn prompt)."""
@@ -49,13 +52,24 @@ class Line:
     """Why `text` is `None`."""
 
 
+MAX_LINE_BYTES = 32 * 1024 * 1024
+"""Longest line read; a longer one is a problem (and skipped), so memory stays bounded."""
+
+
 def read_lines(path: Path) -> Iterator[Line]:
-    """Yield every non-blank line of `path`; undecodable lines carry a problem instead of text.
+    """Yield every non-blank line of `path`; undecodable or overlong lines carry a problem
+    instead of text. Raises `OSError` for a path that is not a regular file (a device, a FIFO:
+    `/dev/zero` would never end).
 
     Reads bytes and decodes line by line, so one bad byte costs one line, not the file."""
     offset = 0
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        for number, raw in enumerate(bounded_lines(handle), start=1):
+            if raw is None:
+                yield Line(number, None, f"the line is longer than {MAX_LINE_BYTES} bytes")
+                continue
             start, offset = offset, offset + len(raw)
             if number == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM is not content
                 raw, start = raw[3:], start + 3
@@ -66,6 +80,17 @@ def read_lines(path: Path) -> Iterator[Line]:
                 continue
             if text.strip():
                 yield Line(number, text)
+
+
+def bounded_lines(handle: BinaryIO) -> Iterator[bytes | None]:
+    """Lines of at most `MAX_LINE_BYTES`; None for each longer one (read past, not kept)."""
+    while raw := handle.readline(MAX_LINE_BYTES + 1):
+        if len(raw) <= MAX_LINE_BYTES or raw.endswith(b"\n"):
+            yield raw
+            continue
+        while (rest := handle.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+            pass
+        yield None
 
 
 def _not_utf8(raw: bytes, exc: UnicodeDecodeError, line_start: int) -> str:
@@ -86,6 +111,10 @@ def parse_line(text: str, number: int) -> tuple[Row | None, list[str]]:
             f"invalid JSON at column {exc.colno}: {exc.msg}; each line must be one JSON object "
             "(no trailing commas, strings in double quotes, no line breaks inside)"
         ]
+    except ValueError as exc:  # e.g. an integer over Python's 4300-digit limit
+        return None, [f"unreadable JSON: {exc}"[:300]]
+    except RecursionError:
+        return None, ["the JSON is nested too deeply to read"]
     if not isinstance(data, dict):
         return None, [
             f"the line is a JSON {_kind(data)}, not an object; write "

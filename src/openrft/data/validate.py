@@ -45,6 +45,8 @@ class DatasetReport:
     """The file checked."""
     problems: list[Problem] = field(default_factory=list)
     """Every problem, in line order; `where` is `file:line`."""
+    problems_omitted: int = 0
+    """Problems found beyond `max_problems` (counted, not kept)."""
     rows: int = 0
     """Rows that passed every per-line check."""
     lines: int = 0
@@ -137,55 +139,73 @@ def validate_dataset(
     grader: Grader | None = None,
     tokenizer: Any = None,
     max_prompt_tokens: int | None = None,
+    max_problems: int | None = None,
 ) -> DatasetReport:
     """Check a chat-format JSONL file; report every problem with its line, and statistics.
 
     `grader`: also check each row has the item fields its templates read. `tokenizer` (a
     Hugging Face tokenizer): measure prompts in tokens, and flag prompts over
     `max_prompt_tokens` (default: the tokenizer's `model_max_length` when it is a real limit).
+    `max_problems`: keep at most this many problems (the rest are counted in
+    `problems_omitted`). The file is streamed: rows are checked and dropped, not kept.
     """
-    _, report = _scan(Path(path), grader, tokenizer, max_prompt_tokens)
+    _, report = _scan(Path(path), grader, tokenizer, max_prompt_tokens, max_problems, keep=False)
     return report
 
 
 def _scan(
-    path: Path, grader: Grader | None, tokenizer: Any, limit: int | None
+    path: Path,
+    grader: Grader | None,
+    tokenizer: Any,
+    limit: int | None,
+    max_problems: int | None = None,
+    keep: bool = True,
 ) -> tuple[list[Row], DatasetReport]:
     report = DatasetReport(str(path))
-    try:
-        lines = list(read_lines(path))
-    except OSError as exc:
-        report.problems.append(Problem(str(path), f"cannot read the file: {exc.strerror or exc}"))
-        return [], report
     needs = grader_needs(grader) if grader is not None else []
     # a limit counts tokens, so it only applies with a tokenizer
     limit = (limit or _tokenizer_limit(tokenizer)) if tokenizer is not None else None
-    first_seen: dict[str, int] = {}
-    rows, lengths = [], []
-    for line in lines:
-        report.lines += 1
-        problems = [line.problem] if line.problem else []
-        row = None
-        if line.text is not None:
-            row, problems = parse_line(line.text, line.number)
-        if row is not None:
-            problems += missing_fields(row, needs)
-            problems += _duplicate(row, first_seen)
-            lengths.append(_length(row, tokenizer))
-            problems += _too_long(lengths[-1], limit)
-            rows.append(row)
-        report.problems += [Problem(f"{path}:{line.number}", p) for p in problems]
-    report.rows = len(rows)
-    _statistics(report, rows, lengths, "tokens" if tokenizer is not None else "characters")
+    first_seen: dict[bytes, int] = {}
+    rows: list[Row] = []
+    lengths: list[int] = []
+    fields: Counter[str] = Counter()
+    try:
+        for line in read_lines(path):
+            report.lines += 1
+            problems = [line.problem] if line.problem else []
+            row = None
+            if line.text is not None:
+                row, problems = parse_line(line.text, line.number)
+            if row is not None:
+                problems += missing_fields(row, needs)
+                problems += _duplicate(row, first_seen)
+                lengths.append(_length(row, tokenizer))
+                problems += _too_long(lengths[-1], limit)
+                fields.update(row.item.keys())
+                report.rows += 1
+                if keep:
+                    rows.append(row)
+            _add(report, [Problem(f"{path}:{line.number}", p) for p in problems], max_problems)
+    except OSError as exc:
+        report.problems.append(Problem(str(path), f"cannot read the file: {exc.strerror or exc}"))
+        return [], report
+    report.item_fields = dict(fields.most_common())
+    _statistics(report, lengths, "tokens" if tokenizer is not None else "characters")
     if not report.lines:
         empty = "the file has no rows; add one JSON object per line"
         report.problems.append(Problem(str(path), empty))
     return rows, report
 
 
-def _duplicate(row: Row, first_seen: dict[str, int]) -> list[str]:
+def _add(report: DatasetReport, problems: list[Problem], limit: int | None) -> None:
+    room = len(problems) if limit is None else max(0, limit - len(report.problems))
+    report.problems += problems[:room]
+    report.problems_omitted += len(problems) - min(room, len(problems))
+
+
+def _duplicate(row: Row, first_seen: dict[bytes, int]) -> list[str]:
     key = json.dumps([row.messages, row.tools, row.item], sort_keys=True, ensure_ascii=False)
-    digest = hashlib.sha256(key.encode()).hexdigest()
+    digest = hashlib.sha256(key.encode()).digest()[:16]  # 16 bytes a row, not a whole copy
     earlier = first_seen.setdefault(digest, row.line)
     if earlier == row.line:
         return []
@@ -215,13 +235,8 @@ def _tokenizer_limit(tokenizer: Any) -> int | None:
 
 
 def _statistics(
-    report: DatasetReport,
-    rows: list[Row],
-    lengths: list[int],
-    unit: Literal["tokens", "characters"],
+    report: DatasetReport, lengths: list[int], unit: Literal["tokens", "characters"]
 ) -> None:
-    fields: Counter[str] = Counter(key for row in rows for key in row.item)
-    report.item_fields = dict(fields.most_common())
     if lengths:
         report.prompt_length = LengthStats(
             unit, min(lengths), statistics.median(lengths), max(lengths)

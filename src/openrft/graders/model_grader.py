@@ -13,6 +13,10 @@ Calls run concurrently (at most `JudgeConfig.concurrency` in flight per batch) a
 stays down (or is not configured) sets `model_grader_server_error` with the details. Token usage
 is recorded per judge model name.
 
+With an outbound policy in the context (the service), an `image_url` the judge would fetch must
+name a public host (or be a `data:` URL), else the sample is `other_error`: the judge is the
+operator's and may sit inside the operator's network.
+
 Where judges live is `graders/judges.py`'s business; nothing here caches answers or rate-limits
 beyond the concurrency bound.
 """
@@ -29,7 +33,8 @@ from typing import Any
 import httpx
 
 from openrft.errors import ConfigError, TemplateError
-from openrft.graders.context import GradeContext
+from openrft.graders import outbound
+from openrft.graders.context import GradeContext, OutboundPolicy
 from openrft.graders.judges import JudgeConfig, resolve_judge
 from openrft.graders.result import GradeResult
 from openrft.graders.retry import Attempted, RetryPolicy, post_with_retries, run_sync
@@ -57,6 +62,8 @@ _STEPS_SCHEMA = {
         "additionalProperties": False,
     },
 }
+IMAGE_RESOLVE_SECONDS = 5.0
+"""How long resolving an `image_url` host may take (a tenant may run its own slow DNS)."""
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 
 
@@ -81,7 +88,7 @@ async def grade_batch_async(
     gate = asyncio.Semaphore(judge.concurrency)
     async with httpx.AsyncClient(timeout=judge.timeout, limits=limits, headers=headers) as client:
         calls = [
-            _grade_one(spec, sample, item, judge, client, gate)
+            _grade_one(spec, sample, item, judge, client, gate, context.outbound)
             for sample, item in zip(samples, items, strict=True)
         ]
         return list(await asyncio.gather(*calls))
@@ -94,11 +101,15 @@ async def _grade_one(
     judge: JudgeConfig,
     client: httpx.AsyncClient,
     gate: asyncio.Semaphore,
+    outbound: OutboundPolicy | None = None,
 ) -> GradeResult:
     try:
         messages = [_message(m, sample.namespace(), item) for m in spec.input]
     except TemplateError as exc:
         return GradeResult.failed(spec.name, spec.type, "invalid_variable_error", str(exc))
+    refused = await _refused_image(messages, outbound) if outbound is not None else None
+    if refused is not None:
+        return GradeResult.failed(spec.name, spec.type, "other_error", refused)
     policy = RetryPolicy(judge.max_retries, judge.backoff, judge.max_backoff)
     url = judge.base_url.rstrip("/") + "/chat/completions"
     async with gate:
@@ -126,6 +137,23 @@ def _part(part: ContentPart, sample: dict[str, Any], item: Item) -> dict[str, An
             image["detail"] = part.detail
         return {"type": "image_url", "image_url": image}
     return {"type": "text", "text": render(part.text, sample, item)}
+
+
+async def _refused_image(messages: list[dict[str, Any]], policy: OutboundPolicy) -> str | None:
+    """Why an `image_url` the judge would fetch points where the tenant may not reach, if it
+    does (a judge that fetches URLs would otherwise fetch internal ones for the tenant). A check
+    of the name, not a pinned connection: the judge resolves it again."""
+    for message in messages:
+        content = message["content"]
+        for part in content if isinstance(content, list) else []:
+            url = part.get("image_url", {}).get("url", "") if part["type"] == "image_url" else ""
+            if not url or url.startswith("data:"):
+                continue
+            try:
+                await outbound.resolve(url, policy, timeout=IMAGE_RESOLVE_SECONDS)
+            except (outbound.Refused, outbound.Unresolvable, ValueError) as exc:
+                return f"image_url {url[:200]!r} refused: {exc}"
+    return None
 
 
 def output_schema(spec: ModelGrader) -> dict[str, Any]:
@@ -257,7 +285,7 @@ def _number(value: Any) -> float | None:
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a huge JSON integer
         return None
     return number if math.isfinite(number) else None
 

@@ -12,10 +12,29 @@ A failure on one sample is recorded here (reward 0, the matching OpenAI flag set
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
 from pydantic import BaseModel, ConfigDict, Field
+
+MAX_ABS_REWARD = 1e6
+"""Largest reward magnitude a grader may return. Rewards from user code (python graders,
+endpoints, formulas) beyond it are flagged as invalid output instead of used: a step's statistics
+sum rewards, and values near 1e308 overflow there (a crash, not a grade)."""
+
+
+def bounded_reward(value: Any) -> float | None:
+    """`value` as a reward: a real number (not a bool) within ±`MAX_ABS_REWARD`, else None.
+    Huge JSON integers (`1e400` written out) are None too, not an `OverflowError`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and abs(number) <= MAX_ABS_REWARD else None
+
 
 ERROR_FLAGS = (
     "formula_parse_error",

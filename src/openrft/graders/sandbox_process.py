@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Literal
 
+from openrft.graders.result import MAX_ABS_REWARD
 from openrft.graders.sandbox import (
     SANDBOX_SCRATCH,
     SANDBOX_WORKER_PATH,
@@ -315,6 +316,12 @@ class Worker:
                 and not isinstance(score, bool)
                 and math.isfinite(score)
             ):
+                if abs(score) > MAX_ABS_REWARD:
+                    return Outcome(
+                        "invalid",
+                        details=f"grade() returned {score:g}, outside the allowed range "
+                        f"±{MAX_ABS_REWARD:g}; scale the score down",
+                    )
                 return Outcome("ok", float(score))
             raise self._lost("violation", f"a score that is not a finite float: {str(score)[:40]}")
         if error in ("runtime", "invalid", "memory") and isinstance(details, str):

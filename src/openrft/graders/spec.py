@@ -274,13 +274,17 @@ class EndpointGrader(SpecModel):
     url: str
     """http(s) URL of the grading endpoint."""
     headers: dict[str, str] | None = None
-    """Extra request headers (e.g. `Authorization`); `${ENV_VAR}` is read from the environment."""
+    """Extra request headers (e.g. `Authorization`), sent as written except that
+    `${secret:NAME}` is replaced by the project's secret NAME (`openrft secrets set`; local
+    commands read `$OPENRFT_SECRET_NAME`). Other variables are never read: `${VAR}` is an
+    error."""
     rate_limit: float | None = Field(default=None, gt=0)
     """Most requests per second sent to the endpoint (unlimited when absent)."""
     pass_threshold: float | None = None
     """Score at or above which the sample counts as passing."""
-    timeout: float = Field(default=30.0, gt=0)
-    """Seconds to wait for one response before retrying (OpenRFT extension)."""
+    timeout: float = Field(default=30.0, gt=0, le=120)
+    """Seconds one attempt may take in all (connect, send, the whole answer) before it is
+    retried; at most 120 (OpenRFT extension)."""
 
     @field_validator("url")
     @classmethod

@@ -10,6 +10,7 @@ where errors become HTTP responses, always in OpenAI's envelope
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,18 +18,22 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from openrft.errors import OpenRFTError, ProblemsError
-from openrft.service import files, graders, jobs, models
+from openrft.service import files, graders, jobs, models, secrets
+from openrft.service.bodylimit import BodyLimit
 from openrft.service.dashboard import mount_dashboard
 from openrft.service.errors import ServiceError
-from openrft.service.lifecycle import recover_validations
-from openrft.service.settings import Settings
+from openrft.service.lifecycle import Validations
+from openrft.service.settings import Settings, secure_data_dir, secure_database
 from openrft.service.store import Store
+from openrft.service.supervisor import worker_health
 
 log = logging.getLogger("openrft.service")
+HEALTH_WAIT_SECONDS = 2.0
+"""Longest `/health` waits for a store lock before answering 503."""
 
 
 def envelope(
@@ -83,11 +88,14 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        app.state.store = store or Store.open(settings.url)
+        secure_data_dir(settings)
+        app.state.store = store or Store.open(settings.url, settings.store_busy_seconds)
+        secure_database(settings)
         app.state.settings = settings
-        recover_validations(app.state.store)
+        app.state.validations = Validations(app.state.store, settings)
+        app.state.validations.recover()  # in the background: a bad file never blocks start-up
         yield
+        app.state.validations.close()
         app.state.store.engine.dispose()
 
     app = FastAPI(
@@ -96,9 +104,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         version="0.1.0",
         lifespan=lifespan,
     )
-    for module in (files, jobs, graders, models):
+    for module in (files, jobs, graders, models, secrets):
         app.include_router(module.router)
     mount_dashboard(app)  # the browser dashboard at `/`
+    app.add_middleware(BodyLimit)  # no request body is read whole past 16 MiB
     handlers: list[tuple[Any, Any]] = [
         (ServiceError, _service_error),
         (OpenRFTError, _library_error),
@@ -109,11 +118,21 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     for kind, handler in handlers:
         app.add_exception_handler(kind, handler)
 
-    @app.get("/health", tags=["health"])
-    async def health() -> dict[str, str]:
-        """Liveness and store reachability."""
-        with app.state.store.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return {"status": "ok"}
+    @app.get("/health", tags=["health"], response_model=None)
+    def health() -> dict[str, Any] | JSONResponse:
+        """Liveness, store reachability and the workers, from one query on the `workers` table:
+        `{"status": "ok" | "degraded", "workers": {"alive", "restarts", "dead", "stale"}}`.
+        Both are 200 (`degraded`: a worker is dead or silent for `stale_seconds`; the API
+        still serves). 503 in OpenAI's error envelope when the store does not answer within
+        `HEALTH_WAIT_SECONDS`. A plain `def`: a slow store then holds a threadpool thread, not
+        the event loop every other request needs."""
+        wait = min(HEALTH_WAIT_SECONDS, settings.store_busy_seconds)
+        try:
+            rows = app.state.store.current_workers(wait)
+        except DBAPIError as exc:
+            log.warning("health: store unavailable: %s", exc.orig)
+            message = f"the store is unavailable: {type(exc.orig).__name__}"
+            return envelope(503, message, "server_error", code="store_unavailable")
+        return worker_health(rows, time.time(), settings.stale_seconds)
 
     return app

@@ -46,3 +46,17 @@ class PayloadTooLargeError(ServiceError):
     """An upload bigger than `max_file_bytes`."""
 
     status = 413
+
+
+class QuotaExceededError(ServiceError):
+    """The project is at one of its operator-set limits (active jobs, stored bytes)."""
+
+    status = 429
+
+
+class RateLimitError(ServiceError):
+    """Too many calls in flight; the caller may retry later (the `openai` SDK maps 429 to its
+    `RateLimitError` by status)."""
+
+    status = 429
+    type = "requests"

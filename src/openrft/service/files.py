@@ -1,79 +1,150 @@
 """`/v1/files`: upload (multipart), list, retrieve, delete and download training data.
 
-Uploads are streamed to `<data_dir>/files/<id>.jsonl` with a size limit, then checked to be
-UTF-8 JSONL (one JSON object per non-blank line); every bad line is named in the error. The
-chat format and the grader's needs are checked later, when a job uses the file
-(`validating_files`), because only then is the grader known.
+An upload's multipart body is parsed as it arrives (`python_multipart`), not by starlette's form
+parser, which would spool the whole body to a temporary file before the route could refuse it.
+The `file` part goes straight to `<data_dir>/files/<id>.jsonl` (mode 0600, in a 0700 directory)
+and is refused with 413 the moment it passes the limit (`upload_limit`), so nothing past the
+limit reaches the disk; a `Content-Length` already over it is refused before a byte is read.
+A refusal sent while the body is still arriving closes the connection, so the rest is never read.
+The file is then checked to be UTF-8 JSONL (one JSON object per non-blank line) with every bad
+line named in the error. If anything fails once the file exists — a bad line, a disconnect, a
+bug — the file is removed; the database row is added only after the checks pass.
+
+The chat format and the grader's needs are checked later, when a job uses the file
+(`validating_files`), because only then is the grader known. Uploads are written from the event
+loop in the chunks they arrive in; this module does not rate-limit or count a project's uploads.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Any
 
-from fastapi import APIRouter, File, Form, UploadFile
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, Response
+from sqlalchemy import func, select
+from starlette.requests import ClientDisconnect
 
+from openrft.data.rows import MAX_LINE_BYTES, bounded_lines
 from openrft.service.deps import ProjectDep, SettingsDep, StoreDep
-from openrft.service.errors import InvalidRequestError, NotFoundError, PayloadTooLargeError
+from openrft.service.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    QuotaExceededError,
+    ServiceError,
+)
+from openrft.service.multipart import UploadForm, hang_up, receive_upload
 from openrft.service.schemas import FileDeleted, FileObject, ListPage, file_object, page
-from openrft.service.store import new_id, now
+from openrft.service.settings import Settings
+from openrft.service.store import Store, files, new_id, now
+from openrft.service.tenancy import quota
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
 PURPOSES = ("fine-tune", "reinforcement-fine-tune")
-CHUNK = 1 << 20
 MAX_LISTED_PROBLEMS = 10
 
+_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "purpose"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "The JSONL dataset, one JSON object per line, as a "
+                            "file part (with a filename), at most `max_file_bytes`.",
+                        },
+                        "purpose": {"type": "string", "enum": list(PURPOSES)},
+                    },
+                }
+            }
+        },
+    }
+}
 
-async def _save(upload: UploadFile, target: Path, limit: int) -> int:
-    size = 0
-    with target.open("wb") as out:
-        while chunk := await upload.read(CHUNK):
-            size += len(chunk)
-            if size > limit:
-                out.close()
-                target.unlink(missing_ok=True)
-                raise PayloadTooLargeError(
-                    f"The file is larger than the limit of {limit} bytes; split it or raise "
-                    "`max_file_bytes` (OPENRFT_MAX_FILE_BYTES).",
-                    param="file",
-                    code="file_too_large",
-                )
-            out.write(chunk)
-    return size
+
+def upload_limit(store: Store, settings: Settings, project: str) -> tuple[int, str]:
+    """The most bytes `project` may upload now, and why when its storage quota is what limits
+    it: `max_file_bytes`, or what the project's `max_project_bytes` leaves (429 when nothing)."""
+    used = store.one(
+        select(func.coalesce(func.sum(files.c.bytes), 0).label("n")).where(
+            files.c.project == project
+        )
+    )
+    room = quota(store, settings, project).max_project_bytes - int(used["n"] if used else 0)
+    if room <= 0:
+        raise QuotaExceededError(
+            "This project's files use all of its storage quota; delete some (DELETE /v1/files/ID)",
+            code="quota_exceeded",
+        )
+    if room < settings.max_file_bytes:
+        return room, ", what this project's storage quota has left; delete files to make room."
+    return settings.max_file_bytes, ""
+
+
+def _check_purpose(value: str) -> None:
+    if value not in PURPOSES:
+        shown = value if len(value) <= 64 else value[:40] + "…"
+        raise InvalidRequestError(
+            f"purpose must be one of {', '.join(PURPOSES)}, not {shown!r}", param="purpose"
+        )
+
+
+def _check_form(form: UploadForm) -> str:
+    """The purpose, once the body has both parts in full."""
+    form.check_file()
+    if form.purpose is None:
+        raise InvalidRequestError(
+            f"The upload has no `purpose` part; send one of {', '.join(PURPOSES)}",
+            param="purpose",
+        )
+    return form.purpose
+
+
+def _line_problem(raw: bytes | None) -> str | None:
+    """What is wrong with one line, or None if it is blank or a JSON object."""
+    if raw is None:
+        return f"longer than {MAX_LINE_BYTES >> 20} MiB; put one example per line"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 (byte {exc.start}); re-encode as UTF-8"
+    if not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"invalid JSON ({exc.msg}, column {exc.colno})"
+    except RecursionError:
+        return "nested too deeply"
+    except ValueError as exc:  # e.g. Python's cap on the digits of an integer
+        if "digits" in str(exc):
+            return f"a number has more than {sys.get_int_max_str_digits()} digits"
+        return f"invalid JSON ({exc})"
+    if not isinstance(value, dict):
+        return f"expected a JSON object, got {type(value).__name__}"
+    return None
 
 
 def jsonl_problems(path: Path) -> list[str]:
-    """Every line that is not UTF-8 or not a JSON object, as `line N: what`."""
-    problems: list[str] = []
+    """Every line that is not UTF-8, not a JSON object or too long, as `line N: what`."""
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                problems.append(f"line {number}: not UTF-8 (byte {exc.start}); re-encode as UTF-8")
-                continue
-            if not text.strip():
-                continue
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                problems.append(f"line {number}: invalid JSON ({exc.msg}, column {exc.colno})")
-                continue
-            if not isinstance(value, dict):
-                kind = type(value).__name__
-                problems.append(f"line {number}: expected a JSON object, got {kind}")
-    return problems
+        found = ((n, _line_problem(raw)) for n, raw in enumerate(bounded_lines(handle), start=1))
+        return [f"line {number}: {problem}" for number, problem in found if problem]
 
 
 def _check_jsonl(path: Path, size: int) -> None:
     problems = [] if size else ["the file is empty"]
     problems += jsonl_problems(path)
     if problems:
-        path.unlink(missing_ok=True)
         shown = problems[:MAX_LISTED_PROBLEMS]
         more = len(problems) - len(shown)
         message = "The file is not valid UTF-8 JSONL (one JSON object per line): " + "; ".join(
@@ -84,34 +155,47 @@ def _check_jsonl(path: Path, size: int) -> None:
         raise InvalidRequestError(message, param="file", code="invalid_file_format")
 
 
-@router.post("", response_model=FileObject)
-async def upload_file(
-    project: ProjectDep,
-    store: StoreDep,
-    settings: SettingsDep,
-    file: Annotated[UploadFile, File()],
-    purpose: Annotated[str, Form()],
-) -> FileObject:
-    """Upload a JSONL dataset (`purpose`: `fine-tune` or `reinforcement-fine-tune`)."""
-    if purpose not in PURPOSES:
-        raise InvalidRequestError(
-            f"purpose must be one of {', '.join(PURPOSES)}, not {purpose!r}", param="purpose"
-        )
-    file_id = new_id("file")
-    settings.files_dir.mkdir(parents=True, exist_ok=True)
-    target = settings.files_dir / f"{file_id}.jsonl"
-    size = await _save(file, target, settings.max_file_bytes)
-    _check_jsonl(target, size)
-    row = {
+async def _row(form: UploadForm, file_id: str, project: str) -> dict[str, Any]:
+    """The database row of a received upload, once its parts and its lines are checked."""
+    purpose = _check_form(form)
+    # reading up to `max_file_bytes` back would stall every other request on the loop
+    await run_in_threadpool(_check_jsonl, form.target, form.size)
+    return {
         "id": file_id,
         "project": project,
-        "filename": os.path.basename(file.filename or "upload.jsonl"),
+        "filename": form.filename,
         "purpose": purpose,
-        "bytes": size,
+        "bytes": form.size,
         "created_at": now(),
-        "path": str(target),
+        "path": str(form.target),
     }
-    store.add_file(row)
+
+
+@router.post("", response_model=FileObject, openapi_extra=_UPLOAD_BODY)
+async def upload_file(
+    request: Request, project: ProjectDep, store: StoreDep, settings: SettingsDep
+) -> FileObject | Response:
+    """Upload a JSONL dataset: multipart `file`, and `purpose` (`fine-tune` or
+    `reinforcement-fine-tune`)."""
+    settings.files_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    file_id = new_id("file")
+    limit, why = upload_limit(store, settings, project)
+    form = UploadForm(settings.files_dir / f"{file_id}.jsonl", limit, _check_purpose, why)
+    try:
+        await receive_upload(request, form)
+        row = await _row(form, file_id, project)
+        store.add_file(row)
+    except ServiceError as exc:
+        form.target.unlink(missing_ok=True)
+        if form.body_read:
+            raise
+        return hang_up(exc)
+    except ClientDisconnect:  # nobody to answer, and not worth two tracebacks in the log
+        form.target.unlink(missing_ok=True)
+        return Response(status_code=400)
+    except BaseException:  # a cancellation or a bug: keep no file either
+        form.target.unlink(missing_ok=True)
+        raise
     return file_object(row)
 
 

@@ -18,9 +18,15 @@ from typing import Any
 from fastapi import APIRouter, BackgroundTasks, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from openrft.service.deps import ProjectDep, StoreDep
+from openrft.service.deps import ProjectDep, SettingsDep, StoreDep
 from openrft.service.errors import ConflictError, InvalidRequestError, NotFoundError
-from openrft.service.lifecycle import build_config, hyperparameters, validate_job_files
+from openrft.service.lifecycle import (
+    build_config,
+    check_job_quota,
+    hyperparameters,
+    submit_validation,
+)
+from openrft.service.resources import resolve_resources
 from openrft.service.schemas import (
     FineTuningJob,
     FineTuningJobCheckpoint,
@@ -49,7 +55,8 @@ class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     model: str
-    """Base model: a Hugging Face directory or hub id."""
+    """Base model: one this server offers (`GET /v1/models`) or one of the project's `ft:`
+    models."""
     training_file: str
     """Id of an uploaded file."""
     validation_file: str | None = None
@@ -58,7 +65,7 @@ class JobCreate(BaseModel):
     """`{"type": "reinforcement"|"supervised", "<type>": {"grader": …, "hyperparameters": …}}`."""
     hyperparameters: dict[str, Any] | None = None
     """Deprecated OpenAI form of the supervised hyperparameters."""
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     suffix: str | None = Field(default=None, max_length=64)
     metadata: dict[str, str] | None = None
     """Up to 16 string pairs; list jobs filtered by them with `metadata[key]=value`."""
@@ -79,21 +86,14 @@ def _check_metadata(meta: dict[str, str]) -> None:
             )
 
 
-def _file_path(store: Store, project: str, file_id: str, param: str) -> str:
-    row = store.file(project, file_id)
-    if row is None:
-        raise InvalidRequestError(
-            f"invalid {param}: no such file {file_id!r} in this project; upload it with "
-            "POST /v1/files",
-            param=param,
-            code="invalid_file",
-        )
-    return str(row["path"])
-
-
 @router.post("", response_model=FineTuningJob)
 def create_job(
-    project: ProjectDep, store: StoreDep, body: JobCreate, background: BackgroundTasks
+    project: ProjectDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    body: JobCreate,
+    request: Request,
+    background: BackgroundTasks,
 ) -> FineTuningJob:
     """Create a job; it starts as `validating_files`."""
     meta = body.metadata or {}
@@ -102,13 +102,13 @@ def create_job(
     for integration in integrations:
         if integration["type"] != "wandb":
             raise InvalidRequestError("only `wandb` integrations exist", param="integrations")
-    paths = {"training_file": _file_path(store, project, body.training_file, "training_file")}
+    files = {"training_file": body.training_file}
     if body.validation_file:
-        paths["validation_file"] = _file_path(
-            store, project, body.validation_file, "validation_file"
-        )
+        files["validation_file"] = body.validation_file
     raw = body.model_dump(exclude_none=True)
-    config = build_config(raw, paths)
+    given = frozenset({"model", *files})
+    config = resolve_resources(build_config(raw, files), store, settings, project, given)
+    check_job_quota(config, store, settings, project)
     job_id = new_id("ftjob")
     row = {
         "id": job_id,
@@ -129,7 +129,8 @@ def create_job(
     }
     store.add_job(row, meta)
     store.log(job_id, f"Created fine-tuning job: {job_id}")
-    background.add_task(validate_job_files, store, job_id)
+    # after the response (the caller sees `validating_files`), on the validation threads
+    background.add_task(submit_validation, request.app, job_id)
     return get_job(store, project, job_id)
 
 

@@ -5,30 +5,45 @@
   then applies OpenRFT's own overrides from the body's `openrft` object (e.g. `num_generations`,
   `max_completion_length`), which the `openai` SDK sends with `extra_body={"openrft": {...}}`.
 - `validate_job_files` runs the `validating_files` step: every dataset problem, checked against
-  the grader, fails the job with `error{code, message, param}`; otherwise the job is queued.
+  the grader, fails the job with `error{code, message, param}`; so does a plan over the project's
+  step quota; otherwise the job is queued. `Validations` runs these on two threads of their own
+  (never the request threads), and at start-up resumes the ones an earlier process left
+  unfinished in the background: a file that cannot be validated fails its job, never the server.
+- `check_job_quota` refuses a job over the project's quotas (`tenancy.Quota`) at create time.
 
 Nothing here trains or imports torch (`openrft.training.config` stays light on purpose).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from openrft.data.validate import validate_dataset
 from openrft.errors import ConfigError, Problem
+from openrft.service.errors import QuotaExceededError
+from openrft.service.settings import Settings
 from openrft.service.store import Store, jobs, now
-from openrft.training.config import TrainingConfig, load_config, parse_config
+from openrft.service.tenancy import Quota, quota
+from openrft.training.config import TrainingConfig, load_config, parse_config, total_steps
 
 MAX_PROBLEMS_IN_ERROR = 20
+MAX_PROBLEMS_KEPT = 1000
+"""Problems a validation keeps in memory (it counts the rest): a garbage file has one a line."""
+ACTIVE = ("validating_files", "queued", "running")
+"""Statuses that count against a project's `max_active_jobs`."""
+log = logging.getLogger("openrft.service")
 
 
 def build_config(body: Mapping[str, Any], paths: Mapping[str, str]) -> TrainingConfig:
-    """The native config for an OpenAI job body; `paths` maps `training_file`/`validation_file`
-    to local paths. Raises `ConfigError`/`SpecError` listing every problem."""
+    """The native config for an OpenAI job body; `paths` holds the body's `training_file` and
+    `validation_file`, which win over the `openrft` overrides (`resources.resolve_resources`
+    then turns file ids into paths). Raises `ConfigError`/`SpecError` listing every problem."""
     dialect = {k: v for k, v in body.items() if k != "openrft" and v is not None}
     dialect.update(paths)
     config = load_config(dialect)
@@ -39,7 +54,7 @@ def build_config(body: Mapping[str, Any], paths: Mapping[str, str]) -> TrainingC
         raise ConfigError([Problem("$.openrft", "must be an object of TrainingConfig fields")])
     merged = config.model_dump(mode="json", exclude_none=True)
     merged.update(overrides)
-    merged.update(paths)  # the uploaded files win over any path given in the overrides
+    merged.update(paths)  # the body's files win over any given in the overrides
     return parse_config(merged)
 
 
@@ -64,42 +79,134 @@ def fine_tuned_model_name(base: str, suffix: str | None, job_id: str) -> str:
     return f"ft:{base}:{suffix or ''}:{job_id.removeprefix('ftjob-')}"
 
 
-def _dataset_error(config: TrainingConfig) -> dict[str, Any] | None:
+def check_job_quota(config: TrainingConfig, store: Store, settings: Settings, project: str) -> None:
+    """Refuse a job over the project's quotas: `ConfigError` for its settings (every one over),
+    `QuotaExceededError` (429) when the project already has its most active jobs."""
+    limits = quota(store, settings, project)
+    problems = []
+    stages = [("", config.n_epochs, config.max_steps)]
+    if config.sft_warmup is not None:
+        stages.append(("sft_warmup.", config.sft_warmup.n_epochs, config.sft_warmup.max_steps))
+    for prefix, epochs, steps in stages:
+        if epochs > limits.max_job_epochs:
+            problems.append(_over(f"{prefix}n_epochs", epochs, limits.max_job_epochs))
+        if steps is not None and steps > limits.max_job_steps:
+            problems.append(_over(f"{prefix}max_steps", steps, limits.max_job_steps))
+    if config.num_processes > limits.max_job_processes:
+        problems.append(_over("num_processes", config.num_processes, limits.max_job_processes))
+    if problems:
+        raise ConfigError(problems, "the job is over this project's quota")
+    active = store.one(
+        select(func.count().label("n")).where(jobs.c.project == project, jobs.c.status.in_(ACTIVE))
+    )
+    if active is not None and active["n"] >= limits.max_active_jobs:
+        raise QuotaExceededError(
+            f"This project already has {active['n']} active jobs, its limit; wait for one to "
+            "finish, or cancel one",
+            code="quota_exceeded",
+        )
+
+
+def _over(field: str, value: int, limit: int) -> Problem:
+    where = f"$.openrft.{field}" if field != "n_epochs" else "$.method.hyperparameters.n_epochs"
+    return Problem(where, f"is {value}, over this project's limit of {limit}; lower it")
+
+
+def _dataset_error(config: TrainingConfig, limits: Quota) -> dict[str, Any] | None:
     checks = [("training_file", config.training_file)]
     if config.validation_file:
         checks.append(("validation_file", config.validation_file))
     for param, path in checks:
-        report = validate_dataset(path, grader=config.grader)
+        report = validate_dataset(path, grader=config.grader, max_problems=MAX_PROBLEMS_KEPT)
         if report.problems:
             shown = report.problems[:MAX_PROBLEMS_IN_ERROR]
             text = "; ".join(f"{p.where.rsplit('/', 1)[-1]}: {p.message}" for p in shown)
-            more = len(report.problems) - len(shown)
+            count = len(report.problems) + report.problems_omitted
+            more = count - len(shown)
             return {
                 "code": f"invalid_{param}",
-                "message": f"{param} has {len(report.problems)} problem(s): {text}"
+                "message": f"{param} has {count} problem(s): {text}"
                 + (f"; and {more} more" if more else ""),
                 "param": param,
             }
+        if param == "training_file" and config.method == "reinforcement":
+            steps = total_steps(config, report.rows)
+            if steps > limits.max_job_steps:
+                return {
+                    "code": "quota_exceeded",
+                    "message": f"the job plans {steps} steps ({report.rows} rows), over this "
+                    f"project's limit of {limits.max_job_steps}; set max_steps or fewer n_epochs",
+                    "param": "max_steps",
+                }
     return None
 
 
-def validate_job_files(store: Store, job_id: str) -> None:
+def validate_job_files(store: Store, settings: Settings, job_id: str) -> None:
     """`validating_files` → `queued`, or → `failed` with the dataset problems."""
     row = store.job(job_id)
     if row is None or row["status"] != "validating_files":
         return
     config = parse_config(row["config"])
-    error = _dataset_error(config)
+    error = _dataset_error(config, quota(store, settings, row["project"]))
     if error is None:
         if store.set_job(job_id, where={"status": "validating_files"}, status="queued"):
             store.log(job_id, "Files validated; job queued")
         return
+    _fail(store, job_id, error)
+
+
+def _fail(store: Store, job_id: str, error: dict[str, Any]) -> None:
     failed = {"status": "failed", "error": error, "finished_at": now()}
     if store.set_job(job_id, where={"status": "validating_files"}, **failed):
         store.log(job_id, error["message"], "error")
 
 
-def recover_validations(store: Store) -> None:
-    """Finish validations an earlier API process started but never completed."""
-    for row in store.all(select(jobs.c.id).where(jobs.c.status == "validating_files")):
-        validate_job_files(store, row["id"])
+class Validations:
+    """File validations of new jobs, on threads of their own so they never hold the threads
+    that serve requests (a 512 MB file takes a while), nor start-up."""
+
+    def __init__(self, store: Store, settings: Settings, threads: int = 2) -> None:
+        self.store = store
+        self.settings = settings
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="openrft-validate")
+
+    def submit(self, job_id: str) -> None:
+        self.pool.submit(self._run, job_id)
+
+    def _run(self, job_id: str) -> None:
+        try:
+            validate_job_files(self.store, self.settings, job_id)
+        except Exception as exc:
+            log.exception("validating job %s failed", job_id)
+            error = {
+                "code": "validation_error",
+                "message": f"the job's files could not be validated ({type(exc).__name__}); "
+                "re-upload them and create the job again",
+                "param": None,
+            }
+            try:
+                _fail(self.store, job_id, error)
+            except Exception:
+                log.exception("could not record the failed validation of job %s", job_id)
+
+    def recover(self) -> None:
+        """Resume, in the background, validations an earlier API process left unfinished."""
+        self.pool.submit(self._recover)
+
+    def _recover(self) -> None:
+        try:
+            rows = self.store.all(select(jobs.c.id).where(jobs.c.status == "validating_files"))
+        except Exception:
+            log.exception("could not list jobs waiting for validation")
+            return
+        for row in rows:
+            self.submit(row["id"])
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def submit_validation(app: Any, job_id: str) -> None:
+    """Queue the validation of a new job on the app's `Validations`."""
+    validations: Validations = app.state.validations
+    validations.submit(job_id)

@@ -1,5 +1,6 @@
-"""`/v1/models`: the base models (configured, and any a job of the project used) and the
-project's fine-tuned models, named `ft:<base>:<suffix>:<id>`.
+"""`/v1/models`: the base models jobs may name (the embedded default and the ones the operator
+registered with `openrft models add`) and the project's fine-tuned models, named
+`ft:<base>:<suffix>:<id>`.
 
 Listing only; this service does not serve completions (`openrft serve-model` does).
 """
@@ -8,17 +9,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from openrft.service import tenancy
 from openrft.service.deps import ProjectDep, SettingsDep, StoreDep
 from openrft.service.errors import NotFoundError
 from openrft.service.schemas import ListPage, Model, page
+from openrft.training.config import DEFAULT_MODEL
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
 def project_models(store: StoreDep, settings: SettingsDep, project: str) -> list[Model]:
-    models = {name: Model(id=name, created=0, owned_by="openrft") for name in settings.base_models}
-    for name in store.base_models(project):
-        models.setdefault(name, Model(id=name, created=0, owned_by="openrft"))
+    names = [DEFAULT_MODEL, *tenancy.models(store)]
+    if settings.local_paths:  # a single-user server: what its jobs trained, paths included
+        names += store.base_models(project)
+    models = {name: Model(id=name, created=0, owned_by="openrft") for name in names}
     for row in store.fine_tuned_models(project):
         name = row["fine_tuned_model"]
         models[name] = Model(id=name, created=row["finished_at"] or 0, owned_by=project)

@@ -44,8 +44,6 @@ class Settings(BaseModel):
     """Require `Authorization: Bearer <key>`; off (`--no-auth`) everything is project `default`."""
     max_file_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     """Largest accepted upload (OpenAI's fine-tuning limit is 512 MB)."""
-    base_models: list[str] = ["smollm2-135m-instruct"]
-    """Models `/v1/models` lists besides the ones jobs have used."""
     poll_seconds: float = Field(default=0.5, gt=0)
     """How often an idle worker looks for a queued job, and a busy one reads progress files."""
     heartbeat_seconds: float = Field(default=2.0, gt=0)
@@ -60,6 +58,50 @@ class Settings(BaseModel):
     train_command: list[str] = Field(default_factory=lambda: default_train_command())
     """The training command; the worker appends `CONFIG.json --output-dir JOBDIR [--resume JOBDIR]`.
     Change it to wrap training (`nice`, a cluster launcher) or to a stand-in for benchmarks."""
+
+    # --- tenancy (docs/service.md, "Threat model") -----------------------------------------------
+    allow_grader_hosts: list[str] = []
+    """Hosts, IPs or CIDR networks that tenant-chosen URLs (endpoint graders) may reach although
+    they are loopback, link-local or private (`--allow-grader-hosts 127.0.0.1,10.0.0.0/8`)."""
+    allow_local_paths: bool = False
+    """Let jobs name server paths (datasets, model directories, accelerate configs) through the
+    API. Only for a single-user server: `--no-auth` implies it."""
+    pass_env: list[str] = []
+    """Names of this server's environment variables that training subprocesses inherit (e.g. a
+    judge's API key variable). Everything else is left out: workers start training with a minimal
+    environment (`PATH`, `HOME`, locale, OpenRFT's and Hugging Face's cache settings)."""
+    grading_threads: int = Field(default=16, ge=1)
+    """Threads that run `graders/run` calls, apart from the threads serving other requests."""
+    grading_concurrency: int = Field(default=4, ge=1)
+    """`graders/run` calls one project may have in flight; more are refused with 429."""
+
+    # --- quotas: defaults for every project (`openrft quotas set` overrides per project) --------
+    max_active_jobs: int = Field(default=16, ge=1)
+    """Jobs a project may have validating, queued or running at once."""
+    max_job_steps: int = Field(default=100_000, ge=1)
+    """Most optimizer steps one job may plan (`max_steps`, or epochs × steps per epoch)."""
+    max_job_epochs: int = Field(default=100, ge=1)
+    """Most passes over the training data (`n_epochs`) of one job."""
+    max_job_processes: int = Field(default=8, ge=1)
+    """Most data-parallel ranks (`num_processes`) of one job."""
+    max_project_bytes: int = Field(default=50 * 1024**3, ge=1)
+    """Total bytes of uploaded files a project may keep."""
+
+    # --- supervision --------------------------------------------------------------------------
+    restart_backoff_seconds: float = Field(default=1.0, gt=0)
+    """`openrft serve` restarts a dead worker after this long, doubling for each death in a row
+    (capped at `restart_backoff_max_seconds`)."""
+    restart_backoff_max_seconds: float = Field(default=60.0, gt=0)
+    """Longest wait before restarting a worker that keeps dying; one that stayed up this long
+    before dying is restarted after `restart_backoff_seconds` again."""
+    store_busy_seconds: float = Field(default=30.0, gt=0)
+    """How long an SQLite write waits for another process's lock before failing (`database is
+    locked`); workers retry such failures with backoff instead of exiting."""
+
+    @property
+    def local_paths(self) -> bool:
+        """Whether the API accepts server paths in jobs (single-user servers only)."""
+        return self.allow_local_paths or not self.auth
 
     @property
     def url(self) -> str:
@@ -89,8 +131,26 @@ class Settings(BaseModel):
 def _parse_env(name: str, raw: str) -> object:
     if name == "train_command":
         return shlex.split(raw)
-    if name == "base_models":
+    if name in ("allow_grader_hosts", "pass_env"):
         return [part.strip() for part in raw.split(",") if part.strip()]
-    if name == "auth":
+    if name in ("auth", "allow_local_paths"):
         return raw.strip().lower() not in {"0", "false", "no", "off"}
     return raw
+
+
+def secure_data_dir(settings: Settings) -> None:
+    """Create the data dir and its `files/` and `jobs/` as 0700 (tightening existing ones):
+    uploads, checkpoints and the database are the tenants' data."""
+    for directory in (settings.data_dir, settings.files_dir, settings.jobs_dir):
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.chmod(0o700)
+
+
+def secure_database(settings: Settings) -> None:
+    """Make the SQLite database (and its WAL files) 0600: it holds key digests and secrets."""
+    if settings.database_url is not None:
+        return
+    for suffix in ("", "-wal", "-shm"):
+        path = settings.data_dir / f"openrft.db{suffix}"
+        if path.exists():
+            path.chmod(0o600)

@@ -1,4 +1,4 @@
-"""The durable store: API keys, files, jobs, events and checkpoints, in SQLAlchemy Core.
+"""The durable store: API keys, files, jobs, events, checkpoints, workers (SQLAlchemy Core).
 
 SQLite (a file under the data dir) by default; any SQLAlchemy URL PostgreSQL understands works
 too, because nothing here relies on SQLite-only behaviour:
@@ -9,15 +9,16 @@ too, because nothing here relies on SQLite-only behaviour:
   READ COMMITTED a concurrent claimer re-checks `status` after the row lock and updates nothing);
 - events are unique on `(job_id, source, key)`, so re-reading a progress file never duplicates.
 
-SQLite is put in WAL mode with a busy timeout so the API and workers (separate processes) can
-share the file. This module knows nothing about HTTP or training.
+SQLite is put in WAL mode with a busy timeout (`store_busy_seconds`) so the API and workers
+(separate processes) can share the file; past it a write raises `OperationalError`, which the
+worker retries. This module knows nothing about HTTP or training.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -35,6 +36,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     bindparam,
+    case,
     create_engine,
     event,
     exists,
@@ -43,6 +45,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 metadata = MetaData()
@@ -143,6 +146,27 @@ checkpoints = Table(
     UniqueConstraint("job_id", "name", name="uq_checkpoints_name"),
 )
 
+workers = Table(
+    "workers",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("host", String(256), nullable=False),
+    Column("pid_ns", String(64)),
+    Column("pid", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("job_id", String(64)),
+    Column("restarts", Integer, nullable=False, default=0),
+    Column("exit_code", Integer),
+    Column("replaced_by", String(256)),
+)
+"""One row per worker process (`host:pid`): `starting` (the supervisor just started it), `idle`
+or `busy` (its heartbeats), `stopped` (a clean exit) or `dead` (its process ended otherwise);
+`pid_ns` is its PID namespace (`pid:[…]`), which with `host` says who can see its pid.
+`restarts` counts the supervisor's restarts of its slot; `replaced_by` names the process that
+took over, after which the row is history."""
+
 TERMINAL = ("succeeded", "failed", "cancelled")
 _INTERNAL = {"config", "claim", "worker", "heartbeat_at", "pid", "attempts", "control", "seq"}
 _WIRE_JOB = select(*[c for c in jobs.c if c.name not in _INTERNAL]).where(
@@ -164,22 +188,54 @@ def now() -> int:
     return int(time.time())
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+BUSY_SECONDS = 30.0
+"""How long an SQLite write waits for another connection's lock (`Settings.store_busy_seconds`)."""
 
 
-def open_engine(url: str) -> Engine:
+@contextmanager
+def _bounded_wait(conn: Connection, seconds: float) -> Iterator[None]:
+    """Make `conn` give up on a lock (or, on PostgreSQL, a statement) after `seconds`."""
+    ms = max(1, int(seconds * 1000))
+    if conn.dialect.name == "postgresql":  # SET LOCAL ends with the transaction
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
+        yield
+    elif conn.dialect.name == "sqlite":  # a connection setting: put the pool's value back
+        before = int(conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one())
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={ms}")
+        try:
+            yield
+        finally:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={before}")
+    else:
+        yield
+
+
+def _sqlite_pragmas(busy_seconds: float) -> Callable[[Any, ConnectionPoolEntry], None]:
+    """The `connect` listener: WAL mode (readers never wait for the writer) and how long a
+    writer waits for the write lock before SQLite says `database is locked`."""
+
+    def apply(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return apply
+
+
+def open_engine(url: str, busy_seconds: float = BUSY_SECONDS) -> Engine:
     """An engine with the schema created; SQLite gets WAL mode and a busy timeout."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     kwargs: dict[str, Any] = {"pool_size": 20, "max_overflow": 40, "pool_pre_ping": False}
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(busy_seconds))
+    # the tenancy tables (secrets, registered models, quotas) are defined beside their queries
+    import openrft.service.tenancy  # noqa: F401
+
     metadata.create_all(engine)
     return engine
 
@@ -191,8 +247,8 @@ class Store:
         self.engine = engine
 
     @classmethod
-    def open(cls, url: str) -> Store:
-        return cls(open_engine(url))
+    def open(cls, url: str, busy_seconds: float = BUSY_SECONDS) -> Store:
+        return cls(open_engine(url, busy_seconds))
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
@@ -440,3 +496,37 @@ class Store:
     def count(self, table: Table) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+    # --- workers ----------------------------------------------------------------------------
+
+    def save_worker(self, name: str, **values: Any) -> None:
+        """Update worker `name`'s row, or create it (started now): the supervisor records each
+        process it starts and the worker heartbeats through here, whichever comes first."""
+        change = update(workers).where(workers.c.name == name).values(**values)
+        with self.tx() as conn:
+            if conn.execute(change).rowcount == 1:
+                return
+        try:
+            with self.tx() as conn:
+                conn.execute(workers.insert().values(name=name, started_at=time.time(), **values))
+        except IntegrityError:  # the other writer created it in between
+            with self.tx() as conn:
+                conn.execute(change)
+
+    def worker_exited(
+        self, name: str, exit_code: int | None, replaced_by: str | None = None
+    ) -> None:
+        """Record that worker `name`'s process is gone; a cleanly stopped one stays `stopped`."""
+        state = case((workers.c.state == "stopped", "stopped"), else_="dead")
+        values: dict[str, Any] = {"state": state, "exit_code": exit_code}
+        if replaced_by is not None:
+            values["replaced_by"] = replaced_by
+        with self.tx() as conn:
+            conn.execute(update(workers).where(workers.c.name == name).values(**values))
+
+    def current_workers(self, wait_seconds: float) -> list[RowMapping]:
+        """Workers neither stopped nor replaced, in one query that waits at most
+        `wait_seconds` for a lock: `/health` answers an error rather than hang."""
+        query = select(workers).where(workers.c.state != "stopped", workers.c.replaced_by.is_(None))
+        with self.engine.connect() as conn, _bounded_wait(conn, wait_seconds):
+            return list(conn.execute(query.order_by(workers.c.started_at)).mappings())

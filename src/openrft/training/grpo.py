@@ -15,6 +15,7 @@ evaluates and writes the report. Nothing here parses configs or draws plots itse
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,14 @@ from time import perf_counter
 from typing import Any
 
 from openrft.errors import ConfigError, Problem
+from openrft.graders.context import GradeContext
 from openrft.training import report
-from openrft.training.callbacks import RunCallback, best_checkpoint, list_checkpoints
+from openrft.training.callbacks import (
+    PAUSED_INFO,
+    RunCallback,
+    best_checkpoint,
+    list_checkpoints,
+)
 from openrft.training.config import (
     SFTSettings,
     TrainingConfig,
@@ -31,6 +38,7 @@ from openrft.training.config import (
     build_lora_config,
     build_sft_config,
     parse_config,
+    total_steps,
 )
 from openrft.training.evaluate import Evaluator
 from openrft.training.models import known_deprecations_silenced, resolve_model
@@ -44,6 +52,9 @@ from openrft.training.rows import (
     sft_records,
     split_rows,
 )
+
+TRAINER_STATE = "trainer_state.json"
+"""What `transformers` saves last in a checkpoint: its step count and planned total."""
 
 
 @dataclass
@@ -93,6 +104,11 @@ def _run(
     out.mkdir(parents=True, exist_ok=True)
     transformers.set_seed(config.seed)
     train_rows, valid_rows = read_rows(config)
+    point = find_resume_point(resume) if resume and config.method != "supervised" else None
+    if point is not None and checkpoint_step(point) >= total_steps(config, len(train_rows)):
+        # HF's Trainer takes one step before it checks `max_steps`: resuming a run that had
+        # reached its last step (its worker died before recording it) trained "step 41 of 40"
+        return summarize_finished(out, point, started)
     model, tokenizer = load_model(config)
     if config.method == "supervised":
         return run_supervised(config, model, tokenizer, train_rows, valid_rows, out, started)
@@ -100,13 +116,15 @@ def _run(
         supervise(config, config.sft_warmup, model, tokenizer, train_rows, out / "sft")
     if config.grader is None:  # the config validator already refuses this
         raise ConfigError([Problem("$.grader", "a reinforcement job needs a `grader`")])
-    reward = GraderReward(config.grader, response_format=config.response_format)
+    # a worker hands its job's project, secrets and outbound rules over; local runs get none
+    context = GradeContext.from_environment()
+    reward = GraderReward(config.grader, context, response_format=config.response_format)
     evaluator = Evaluator(model, tokenizer, valid_rows, reward, config)
     callback = RunCallback(
         config, out, reward, evaluator, resumed=resume is not None, progress=progress
     )
     trainer = build_grpo_trainer(config, model, tokenizer, train_rows, reward, callback, out)
-    trainer.train(resume_from_checkpoint=str(find_resume_point(resume)) if resume else None)
+    trainer.train(resume_from_checkpoint=str(point) if point else None)
     result = summarize(out, callback, trainer.state, started)
     if trainer.accelerator.is_main_process:
         report.write(out)
@@ -231,7 +249,8 @@ def run_supervised(
     )
     evaluator = None
     if config.grader is not None:
-        reward = GraderReward(config.grader, response_format=config.response_format)
+        context = GradeContext.from_environment()
+        reward = GraderReward(config.grader, context, response_format=config.response_format)
         prompts = [prompt_only(row) for row in valid_rows]
         evaluator = Evaluator(model, tokenizer, prompts, reward, config)
     baseline = evaluator.run(0) if evaluator else None
@@ -253,13 +272,47 @@ def run_supervised(
 
 
 def find_resume_point(path: Path) -> Path:
-    """A checkpoint dir as given, or the latest checkpoint of a run dir."""
-    if (path / "trainer_state.json").exists():
+    """A checkpoint dir as given, or the latest complete checkpoint of a run dir: one whose
+    `trainer_state.json` (saved after the weights and optimizer) reads, so a checkpoint that a
+    kill interrupted mid-save is passed over."""
+    if (path / TRAINER_STATE).exists():
         return path
-    found = list_checkpoints(path / "checkpoints") or list_checkpoints(path)
+    found = [p for p in list_checkpoints(path / "checkpoints") if _complete(p)]
+    found = found or [p for p in list_checkpoints(path) if _complete(p)]
     if not found:
         raise ConfigError([Problem(str(path), "no checkpoint to resume from here")])
     return found[-1]
+
+
+def _complete(checkpoint: Path) -> bool:
+    try:
+        json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    """The optimizer step a checkpoint was saved at."""
+    state = json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
+    return int(state["global_step"])
+
+
+def summarize_finished(out: Path, checkpoint: Path, started: float) -> TrainResult:
+    """The result of a resumed run that has nothing left to train: its checkpoint is at the
+    last step. The report is written again; metrics and checkpoints are left as they are."""
+    (out / PAUSED_INFO).unlink(missing_ok=True)
+    if int(os.environ.get("RANK", "0")) == 0:
+        report.write(out)
+    steps = checkpoint_step(checkpoint)
+    return TrainResult(
+        output_dir=out,
+        steps=steps,
+        total_steps=steps,
+        checkpoints=list_checkpoints(out / "checkpoints"),
+        best_checkpoint=best_checkpoint(out / "checkpoints"),
+        seconds=perf_counter() - started,
+    )
 
 
 def summarize(out: Path, callback: RunCallback, state: Any, started: float) -> TrainResult:

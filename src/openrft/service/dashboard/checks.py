@@ -7,32 +7,67 @@ grader playground. Grading one sample goes through the public API
 (`/v1/fine_tuning/alpha/graders/run`), not through here. A report lists every problem with its
 line number; the server's own file paths are never shown.
 
-Nothing here stores anything: an upload checked with `/validate` is deleted afterwards.
+Nothing here stores anything: an upload checked with `/validate` is deleted afterwards. Work
+that can take a while runs off the request threads: validations on the validation threads,
+audits on the grading threads within the project's limit (the same as `graders/run`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import tempfile
+from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import yaml
-from fastapi import APIRouter, File, UploadFile
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from openrft.data import DatasetReport, load_dataset, validate_dataset
 from openrft.errors import Problem, SpecError
-from openrft.graders import load_grader
+from openrft.graders import GradeContext, load_grader
 from openrft.graders.audit import AuditRow, audit
+from openrft.service import tenancy
 from openrft.service.deps import NO_AUTH_PROJECT, ProjectDep, SettingsDep, StoreDep
-from openrft.service.errors import InvalidRequestError, NotFoundError, PayloadTooLargeError
+from openrft.service.errors import InvalidRequestError, NotFoundError, ServiceError
+from openrft.service.graders import GradingPool
+from openrft.service.multipart import UploadForm, hang_up, receive_upload
 
 router = APIRouter(prefix="/dashboard/api", tags=["dashboard"])
 
-CHUNK = 1 << 20
+_VALIDATE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
 LINE = re.compile(r":(\d+)$")
+AUDIT_ROWS = 200
+"""Rows of the file the audit probes (each probe grades every row: with a judge or an endpoint
+that is a request a row, so the whole of a large file would hold the server's grading threads)."""
+
+
+class NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without anchors and aliases: a few lines of `&a [*a, *a]` nest into an
+    exponentially large value once anything walks it (the "billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            what = "aliases (*name) are not accepted; write the value out"
+            raise yaml.composer.ComposerError(None, None, what, event.start_mark)
+        return super().compose_node(parent, index)
 
 
 class GraderBody(BaseModel):
@@ -98,41 +133,47 @@ def _file_path(store: StoreDep, project: str, file_id: str) -> Path:
 
 @router.post("/files/{file_id}/validation")
 async def validate_file(
-    project: ProjectDep, store: StoreDep, file_id: str, body: GraderBody | None = None
+    project: ProjectDep,
+    store: StoreDep,
+    file_id: str,
+    request: Request,
+    body: GraderBody | None = None,
 ) -> dict[str, Any]:
     """Validate an uploaded file as chat-format RFT data (and against a grader, if given)."""
     path = _file_path(store, project, file_id)
     grader = load_grader(body.grader) if body and body.grader else None
-    report = await run_in_threadpool(validate_dataset, path, grader)
+    validations = request.app.state.validations.pool  # not the threads serving requests
+    report = await asyncio.wrap_future(validations.submit(validate_dataset, path, grader))
     return report_json(report)
 
 
-@router.post("/validate")
+@router.post("/validate", openapi_extra=_VALIDATE_BODY, response_model=None)
 async def validate_upload(
-    _project: ProjectDep, settings: SettingsDep, file: Annotated[UploadFile, File()]
-) -> dict[str, Any]:
-    """Validate a file without keeping it: the full report for an upload `/v1/files` refused."""
+    _project: ProjectDep, settings: SettingsDep, request: Request
+) -> dict[str, Any] | Response:
+    """Validate a file without keeping it: the full report for an upload `/v1/files` refused.
+    The body is streamed to a scratch file under the same limit as an upload."""
     with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / "upload.jsonl"
-        size = 0
-        with path.open("wb") as out:
-            while chunk := await file.read(CHUNK):
-                size += len(chunk)
-                if size > settings.max_file_bytes:
-                    raise PayloadTooLargeError(
-                        f"The file is larger than the limit of {settings.max_file_bytes} bytes",
-                        param="file",
-                        code="file_too_large",
-                    )
-                out.write(chunk)
-        report = await run_in_threadpool(validate_dataset, path)
+        form = UploadForm(Path(scratch) / "upload.jsonl", settings.max_file_bytes)
+        try:
+            await receive_upload(request, form)
+            form.check_file()
+        except ServiceError as exc:
+            if form.body_read:
+                raise
+            return hang_up(exc)
+        validations = request.app.state.validations.pool
+        report = await asyncio.wrap_future(validations.submit(validate_dataset, form.target))
     return report_json(report)
 
 
-def _audit(body: AuditBody, path: Path) -> dict[str, Any]:
+def _audit(body: AuditBody, path: Path, context: GradeContext) -> dict[str, Any]:
     grader = load_grader(body.grader)
-    rows = [AuditRow(messages=row.messages, item=dict(row.item)) for row in load_dataset(path)]
-    report = audit(grader, rows, body.threshold)
+    rows = [
+        AuditRow(messages=row.messages, item=dict(row.item))
+        for row in load_dataset(path)[:AUDIT_ROWS]
+    ]
+    report = audit(grader, rows, body.threshold, context)
     return {
         "rows": report.rows,
         "threshold": report.threshold,
@@ -141,18 +182,25 @@ def _audit(body: AuditBody, path: Path) -> dict[str, Any]:
 
 
 @router.post("/audit")
-async def run_audit(project: ProjectDep, store: StoreDep, body: AuditBody) -> dict[str, Any]:
-    """Probe a grader with cheap exploits (empty answer, echoed prompt, …) on a file's rows."""
+async def run_audit(
+    project: ProjectDep, store: StoreDep, settings: SettingsDep, body: AuditBody, request: Request
+) -> dict[str, Any]:
+    """Probe a grader with cheap exploits (empty answer, echoed prompt, …) on the first
+    `AUDIT_ROWS` rows of a file, as the caller's project (its secrets, its sandbox workers), on
+    the grading threads and within the project's limit of grader runs in flight (else 429)."""
     path = _file_path(store, project, body.file_id)
-    # python graders and model judges run for real: keep the event loop free
-    return await run_in_threadpool(_audit, body, path)
+    context = GradeContext.for_project(
+        project, tenancy.secrets_of(store, project), settings.allow_grader_hosts
+    )
+    pool: GradingPool = request.app.state.grading_pool
+    return await asyncio.wrap_future(pool.submit(project, partial(_audit, body, path, context)))
 
 
 @router.post("/parse")
 def parse_spec(_project: ProjectDep, body: ParseBody) -> dict[str, Any]:
     """Parse a pasted grader written as JSON or YAML (YAML is a superset of JSON)."""
     try:
-        value = yaml.safe_load(body.text)
+        value = yaml.load(body.text, Loader=NoAliasLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "grader"
