@@ -25,7 +25,14 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from tests.service.conftest import MULTI, Server, arithmetic_rows, jsonl, wait_for
+from tests.service.conftest import (
+    MULTI,
+    Server,
+    arithmetic_rows,
+    jsonl,
+    tiny_training,
+    wait_for,
+)
 
 STORE_ERROR = "store unavailable"
 """What a worker logs when a store call fails (then it backs off and retries)."""
@@ -95,21 +102,6 @@ def create(client: openai.OpenAI, model: str, **openrft: Any) -> str:
         extra_body={"openrft": openrft},
     )
     return job.id
-
-
-def training(steps: int, checkpoints: int) -> dict[str, Any]:
-    """Native settings that keep a step well under a second on CPU."""
-    return {
-        "num_generations": 2,
-        "batch_size": 2,
-        "max_steps": steps,
-        "max_completion_length": 6,
-        "eval_interval": None,
-        "eval_samples": 2,
-        "n_checkpoints": checkpoints,
-        "keep_best_k": checkpoints,
-        "lora": {"r": 4, "alpha": 8},
-    }
 
 
 def wait_status(client: openai.OpenAI, job_id: str, *wanted: str, timeout: float = 600) -> str:
@@ -236,7 +228,7 @@ def test_a_killed_worker_is_restarted_and_its_job_resumes_to_the_planned_step(
     try:
         server.register_model("tiny", tiny_model)
         client = server.client()
-        job = create(client, "tiny", **training(steps=40, checkpoints=8))
+        job = create(client, "tiny", **tiny_training(steps=40, checkpoints=8))
         wait_for(lambda: list(client.fine_tuning.jobs.checkpoints.list(job)), timeout=600)
         killed, orphan = worker_pid(server, job), job_row(server, job)["pid"]
         assert running(orphan)
@@ -321,7 +313,7 @@ def test_resume_passes_over_a_half_saved_checkpoint_and_never_trains_past_the_to
 
     data = tmp_path / "train.jsonl"
     data.write_bytes(jsonl(arithmetic_rows(16)))
-    native = training(steps=4, checkpoints=4) | {"budget": {"max_steps": 2}}
+    native = tiny_training(steps=4, checkpoints=4) | {"budget": {"max_steps": 2}}
     config = parse_config(
         {"model": tiny_model, "training_file": str(data), "grader": MULTI, **native}
     )

@@ -227,3 +227,18 @@ def wait_for(predicate: Any, timeout: float = 300, interval: float = 0.2) -> Any
             return value
         time.sleep(interval)
     raise TimeoutError("condition not reached")
+
+
+def tiny_training(steps: int, checkpoints: int) -> dict[str, Any]:
+    """Native settings that keep a step well under a second on CPU."""
+    return {
+        "num_generations": 2,
+        "batch_size": 2,
+        "max_steps": steps,
+        "max_completion_length": 6,
+        "eval_interval": None,
+        "eval_samples": 2,
+        "n_checkpoints": checkpoints,
+        "keep_best_k": checkpoints,
+        "lora": {"r": 4, "alpha": 8},
+    }

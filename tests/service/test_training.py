@@ -10,7 +10,14 @@ from typing import Any
 
 import openai
 import pytest
-from tests.service.conftest import MULTI, Server, arithmetic_rows, jsonl, wait_for
+from tests.service.conftest import (
+    MULTI,
+    Server,
+    arithmetic_rows,
+    jsonl,
+    tiny_training,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -22,21 +29,6 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     from openrft.training.models import build_tiny_model
 
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny"))
-
-
-def overrides(steps: int, checkpoints: int) -> dict[str, Any]:
-    """Native settings that keep a step well under a second on CPU."""
-    return {
-        "num_generations": 2,
-        "batch_size": 2,
-        "max_steps": steps,
-        "max_completion_length": 6,
-        "eval_interval": None,
-        "eval_samples": 2,
-        "n_checkpoints": checkpoints,
-        "keep_best_k": checkpoints,
-        "lora": {"r": 4, "alpha": 8},
-    }
 
 
 def create(
@@ -53,7 +45,7 @@ def create(
         training_file=train.id,
         validation_file=valid.id,
         method={"type": "reinforcement", "reinforcement": {"grader": MULTI}},  # type: ignore[typeddict-item]
-        extra_body={"openrft": overrides(steps, checkpoints)},
+        extra_body={"openrft": tiny_training(steps, checkpoints)},
         **extra,
     )
 

@@ -36,7 +36,7 @@ from openrft.service.errors import (
     QuotaExceededError,
     ServiceError,
 )
-from openrft.service.multipart import UploadForm, hang_up, receive_upload
+from openrft.service.multipart import UploadForm, hang_up, openapi_body, receive_upload
 from openrft.service.schemas import FileDeleted, FileObject, ListPage, file_object, page
 from openrft.service.settings import Settings
 from openrft.service.store import Store, files, new_id, now
@@ -47,28 +47,18 @@ router = APIRouter(prefix="/v1/files", tags=["files"])
 PURPOSES = ("fine-tune", "reinforcement-fine-tune")
 MAX_LISTED_PROBLEMS = 10
 
-_UPLOAD_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file", "purpose"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "The JSONL dataset, one JSON object per line, as a "
-                            "file part (with a filename), at most `max_file_bytes`.",
-                        },
-                        "purpose": {"type": "string", "enum": list(PURPOSES)},
-                    },
-                }
-            }
+_UPLOAD_BODY = openapi_body(
+    {
+        "file": {
+            "type": "string",
+            "format": "binary",
+            "description": "The JSONL dataset, one JSON object per line, as a file part (with a "
+            "filename), at most `max_file_bytes`.",
         },
-    }
-}
+        "purpose": {"type": "string", "enum": list(PURPOSES)},
+    },
+    ["file", "purpose"],
+)
 
 
 def upload_limit(store: Store, settings: Settings, project: str) -> tuple[int, str]:

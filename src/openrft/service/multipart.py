@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -36,6 +36,14 @@ MULTIPART_OVERHEAD = 64 * 1024
 """Bytes a body may carry besides the file's own: boundaries, part headers, `purpose`."""
 MAX_FIELD_BYTES = 1024
 """Longest `purpose` value kept in memory (the valid ones are a few bytes)."""
+
+
+def openapi_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    """`openapi_extra` describing a multipart body (FastAPI cannot infer it: the route reads the
+    stream itself)."""
+    schema = {"type": "object", "required": required, "properties": properties}
+    content = {"multipart/form-data": {"schema": schema}}
+    return {"requestBody": {"required": True, "content": content}}
 
 
 def too_large(limit: int, why: str = "") -> PayloadTooLargeError:

@@ -41,8 +41,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DBAPIError
 
-from openrft.graders.context import CONTEXT_ENV, GradeContext
 from openrft.service import progress, tenancy
+from openrft.service.environment import training_environment
 from openrft.service.lifecycle import fine_tuned_model_name
 from openrft.service.orphans import (
     HOST,
@@ -291,25 +291,8 @@ class Worker:
         return run
 
     def _env(self, job: RowMapping) -> dict[str, str]:
-        """The training's whole environment: a minimal base (never this server's secrets), the
-        variables the operator passes on, and the job's grading context (its project, that
-        project's secrets, the outbound allow-list) in `$OPENRFT_GRADE_CONTEXT`."""
-        env = {k: v for k, v in os.environ.items() if _inherited(k, self.settings.pass_env)}
-        env["PYTHONUNBUFFERED"] = "1"
-        context = GradeContext.for_project(
-            job["project"],
-            tenancy.secrets_of(self.store, job["project"]),
-            self.settings.allow_grader_hosts,
-        )
-        env[CONTEXT_ENV] = context.to_json()
-        for integration in job["integrations"] or []:
-            wandb = integration.get("wandb") or {}
-            for key in ("project", "entity", "name"):
-                if wandb.get(key):
-                    env[f"WANDB_{key.upper()}"] = str(wandb[key])
-            if wandb.get("tags"):
-                env["WANDB_TAGS"] = ",".join(wandb["tags"])
-        return env
+        secrets = tenancy.secrets_of(self.store, job["project"])
+        return training_environment(job, secrets, self.settings)
 
     def _monitor(self, run: Run) -> str:
         """Wait for the training to end; returns `exited` or `lost` (job taken by a reaper).
@@ -554,27 +537,6 @@ def _pid_of(worker: str | None) -> int | None:
         return int((worker or "").rsplit(":", 1)[1])
     except (IndexError, ValueError):
         return None
-
-
-TRAINING_ENV = frozenset(
-    {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
-     "VIRTUAL_ENV", "PYTHONPATH", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-     "NLTK_DATA", "XDG_CACHE_HOME", "OPENRFT_CACHE", "OPENRFT_JUDGES", "OPENRFT_JUDGE_BASE_URL",
-     "OPENRFT_JUDGE_API_KEY_ENV", "OPENRFT_PYTHON_GRADER_INSECURE"}
-)  # fmt: skip
-"""Variables a training subprocess inherits besides `Settings.pass_env` and `HF_*`: where things
-are, not credentials. Judges' API key variables go in `pass_env` (`OPENRFT_PASS_ENV`)."""
-
-
-def _inherited(name: str, passed: list[str]) -> bool:
-    if name == CONTEXT_ENV:
-        return False  # each job gets its own
-    if name in TRAINING_ENV or name in passed:
-        return True
-    # the judge key variable the operator pointed OPENRFT_JUDGE_API_KEY_ENV at is operator config
-    if name == os.environ.get("OPENRFT_JUDGE_API_KEY_ENV"):
-        return True
-    return name.startswith(("HF_", "TRANSFORMERS_")) and "TOKEN" not in name
 
 
 def main(argv: list[str] | None = None) -> None:

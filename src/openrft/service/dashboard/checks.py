@@ -34,24 +34,11 @@ from openrft.service import tenancy
 from openrft.service.deps import NO_AUTH_PROJECT, ProjectDep, SettingsDep, StoreDep
 from openrft.service.errors import InvalidRequestError, NotFoundError, ServiceError
 from openrft.service.graders import GradingPool
-from openrft.service.multipart import UploadForm, hang_up, receive_upload
+from openrft.service.multipart import UploadForm, hang_up, openapi_body, receive_upload
 
 router = APIRouter(prefix="/dashboard/api", tags=["dashboard"])
 
-_VALIDATE_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                }
-            }
-        },
-    }
-}
+_VALIDATE_BODY = openapi_body({"file": {"type": "string", "format": "binary"}}, ["file"])
 LINE = re.compile(r":(\d+)$")
 AUDIT_ROWS = 200
 """Rows of the file the audit probes (each probe grades every row: with a judge or an endpoint
