@@ -113,6 +113,32 @@ def test_pause_then_resume_continues_from_the_checkpoint(make_server: Any, tiny_
     assert metric_steps(client, job.id) == list(range(31))  # no gap, no repeat
 
 
+def test_a_budget_pause_is_paused_with_its_reason_and_resumes(
+    make_server: Any, tiny_model: str
+) -> None:
+    server: Server = make_server(workers=1)
+    server.register_model("tiny", tiny_model)
+    client = server.client()
+    train = client.files.create(
+        file=("train.jsonl", jsonl(arithmetic_rows(16))), purpose="fine-tune"
+    )
+    job = client.fine_tuning.jobs.create(
+        model="tiny",
+        training_file=train.id,
+        method={"type": "reinforcement", "reinforcement": {"grader": MULTI}},  # type: ignore[typeddict-item]
+        extra_body={"openrft": tiny_training(4, 2) | {"budget": {"max_steps": 2}}},
+    )
+    assert wait_status(client, job.id, "paused") == "paused", server_log(server)
+    paused = client.fine_tuning.jobs.retrieve(job.id)
+    assert paused.fine_tuned_model is None
+    why = [e.message for e in all_events(client, job.id) if "budget" in e.message]
+    assert why
+    assert why[-1].startswith("Job paused at step 2: it reached its budget (max_steps 2)")
+    client.fine_tuning.jobs.resume(job.id)
+    assert wait_status(client, job.id) == "succeeded", server_log(server)
+    assert metric_steps(client, job.id) == [0, 1, 2, 3, 4]
+
+
 def test_cancel_stops_a_running_job(make_server: Any, tiny_model: str) -> None:
     server: Server = make_server(workers=1)
     server.register_model("tiny", tiny_model)

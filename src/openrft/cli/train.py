@@ -26,10 +26,9 @@ from rich.console import Console
 from openrft.cli.graders import fail
 from openrft.errors import OpenRFTError
 from openrft.training.config import TrainingConfig, load_config_file
+from openrft.training.rundir import EXIT_PAUSED, paused_info
 
 out = Console()
-EXIT_PAUSED = 75
-"""Exit status of a run paused on request (BSD's EX_TEMPFAIL: try again later)."""
 
 
 def train(
@@ -63,7 +62,8 @@ def train(
         raise fail(exc) from None
     _summary(target)
     out.print(f"done in {time.perf_counter() - started:.0f} s")
-    if _pause_reason(target) == "request":
+    paused = paused_info(target)
+    if paused is not None and paused["reason"] == "request":
         out.print("paused on request; `--resume` continues from the checkpoint")
         raise typer.Exit(EXIT_PAUSED)
 
@@ -129,16 +129,6 @@ def _launch(config: TrainingConfig, target: Path, resume: Path | None) -> None:
     completed = subprocess.run(command, check=False)  # noqa: S603  # our own interpreter
     if completed.returncode:
         raise typer.Exit(1)
-
-
-def _pause_reason(target: Path) -> str | None:
-    from openrft.training.callbacks import PAUSED_INFO
-
-    path = target / PAUSED_INFO
-    if not path.exists():
-        return None
-    reason: str = json.loads(path.read_text(encoding="utf-8")).get("reason", "budget")
-    return reason
 
 
 def _summary(target: Path) -> None:

@@ -89,11 +89,15 @@ def check_job_quota(config: TrainingConfig, store: Store, settings: Settings, pr
         stages.append(("sft_warmup.", config.sft_warmup.n_epochs, config.sft_warmup.max_steps))
     for prefix, epochs, steps in stages:
         if epochs > limits.max_job_epochs:
-            problems.append(_over(f"{prefix}n_epochs", epochs, limits.max_job_epochs))
+            where = f"$.openrft.{prefix}n_epochs"
+            if not prefix:  # OpenAI's hyperparameter (or the `openrft` override of it)
+                where = f"$.method.{config.method}.hyperparameters.n_epochs"
+            problems.append(_over(where, epochs, limits.max_job_epochs))
         if steps is not None and steps > limits.max_job_steps:
-            problems.append(_over(f"{prefix}max_steps", steps, limits.max_job_steps))
+            problems.append(_over(f"$.openrft.{prefix}max_steps", steps, limits.max_job_steps))
     if config.num_processes > limits.max_job_processes:
-        problems.append(_over("num_processes", config.num_processes, limits.max_job_processes))
+        where = "$.openrft.num_processes"
+        problems.append(_over(where, config.num_processes, limits.max_job_processes))
     if problems:
         raise ConfigError(problems, "the job is over this project's quota")
     active = store.one(
@@ -107,8 +111,7 @@ def check_job_quota(config: TrainingConfig, store: Store, settings: Settings, pr
         )
 
 
-def _over(field: str, value: int, limit: int) -> Problem:
-    where = f"$.openrft.{field}" if field != "n_epochs" else "$.method.hyperparameters.n_epochs"
+def _over(where: str, value: int, limit: int) -> Problem:
     return Problem(where, f"is {value}, over this project's limit of {limit}; lower it")
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from openrft.training.rundir import CHECKPOINT_INFO
+
 LEVELS = ("info", "warn", "error")
 
 
@@ -124,7 +126,7 @@ def read_checkpoints(
     (`step`, `train_reward_mean`, `valid_reward_mean`, and `train_loss` when known)."""
     rows = []
     for directory in checkpoint_dirs(jobdir):
-        info_file = directory / "openrft_checkpoint.json"
+        info_file = directory / CHECKPOINT_INFO
         info = _parse(info_file.read_text(encoding="utf-8")) if info_file.exists() else None
         if info is None or not isinstance(info.get("step"), int):
             continue  # still being written, or not ours

@@ -57,8 +57,8 @@ from openrft.service.orphans import (
 from openrft.service.settings import Settings
 from openrft.service.store import Store, jobs, new_id, now, workers
 from openrft.service.supervisor import Backoff
+from openrft.training.rundir import EXIT_PAUSED, METRICS, PAUSE_REQUEST, paused_info
 
-EXIT_PAUSED = 75
 STDERR_TAIL = 4096
 STORE_BACKOFF = (0.5, 30.0)
 """First and longest wait (seconds) before retrying after a store error."""
@@ -256,7 +256,7 @@ class Worker:
         seen = self.store.event_keys(job["id"])
         config_path = jobdir / "config.json"
         config_path.write_text(json.dumps(job["config"], indent=2), encoding="utf-8")
-        (jobdir / "PAUSE").unlink(missing_ok=True)
+        (jobdir / PAUSE_REQUEST).unlink(missing_ok=True)
         resume = bool(progress.checkpoint_dirs(jobdir))
         command = [*self.settings.train_command, str(config_path), "--output-dir", str(jobdir)]
         if resume:
@@ -278,7 +278,7 @@ class Worker:
         record_holder(lock, proc.pid)
         run = Run(job=job, jobdir=jobdir, proc=proc, stderr_start=stderr_start, seen=seen)
         run.tails = {
-            "metrics": progress.Tail(jobdir / "metrics.jsonl"),
+            "metrics": progress.Tail(jobdir / METRICS),
             "events": progress.Tail(jobdir / "events.jsonl"),
         }
         run.values["pid"] = proc.pid
@@ -328,10 +328,10 @@ class Worker:
     def _steer(self, run: Run) -> None:
         """Act on the last known `control` and on our own stopping, store or no store."""
         if run.control == "pause" and not run.pause_sent:
-            (run.jobdir / "PAUSE").touch()
+            (run.jobdir / PAUSE_REQUEST).touch()
             run.pause_sent = True
         if self._orphaned() and not run.stop_sent:
-            (run.jobdir / "PAUSE").touch()  # checkpoint, then another worker resumes it
+            (run.jobdir / PAUSE_REQUEST).touch()  # checkpoint, then another worker resumes it
             run.stop_sent = True
         if run.control == "cancel" and run.term_at is None:
             self._signal(run, signal.SIGTERM)
@@ -415,6 +415,10 @@ class Worker:
         if control == "cancel":
             done |= {"status": "cancelled", "finished_at": now()}
             notes.append(("Job cancelled", "info"))
+        elif code == 0 and (budget := paused_info(run.jobdir)) is not None:
+            # the run stopped at its budget: paused (with why), not finished; resume continues
+            done |= {"status": "paused"}
+            notes.append((_budget_message(run.job["config"], budget["step"]), "info"))
         elif code == 0:
             model = fine_tuned_model_name(run.job["model"], run.job["suffix"], run.id)
             if run.result_files is None:  # once: a retry must not register a second copy
@@ -444,7 +448,7 @@ class Worker:
 
     def _result_files(self, run: Run) -> list[str]:
         """Register `metrics.jsonl` as the job's `fine-tune-results` file."""
-        source = run.jobdir / "metrics.jsonl"
+        source = run.jobdir / METRICS
         if not source.exists():
             return []
         file_id = new_id("file")
@@ -537,6 +541,15 @@ def _pid_of(worker: str | None) -> int | None:
         return int((worker or "").rsplit(":", 1)[1])
     except (IndexError, ValueError):
         return None
+
+
+def _budget_message(config: Any, step: int) -> str:
+    limits = (config or {}).get("budget") or {}
+    said = ", ".join(f"{k} {v}" for k, v in limits.items() if v is not None) or "its budget"
+    return (
+        f"Job paused at step {step}: it reached its budget ({said}); resume continues from "
+        "its checkpoint"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -40,17 +40,17 @@ from openrft.graders.python_grader import check_error_rate
 from openrft.training.config import TrainingConfig
 from openrft.training.evaluate import EvalResult, Evaluator, write_samples
 from openrft.training.rewards import GraderReward
+from openrft.training.rundir import (
+    CHECKPOINT_INFO,
+    METRICS,
+    PAUSE_REQUEST,
+    PAUSED_INFO,
+    write_paused,
+)
 
 ZERO_VARIANCE_WARNING = 0.75
 """Warn when more than this share of a step's groups have identical rewards (no signal)."""
 
-CHECKPOINT_INFO = "openrft_checkpoint.json"
-PAUSE_FILE = "PAUSE"
-"""Created in the run dir by whoever wants the run to pause (the service's worker): the run
-checkpoints after the current step and stops; `--resume` continues it."""
-PAUSED_INFO = "paused.json"
-"""Written when a run pauses: `{"reason": "request" | "budget", "step": N}`."""
-"""File in each checkpoint dir recording its step and `valid_reward_mean`."""
 
 TRL_KEYS = ("kl", "entropy", "frac_reward_zero_std", "reward_std", "loss", "grad_norm")
 TRL_PREFIXES = ("clip_ratio", "completions/")
@@ -124,7 +124,7 @@ class RunCallback(TrainerCallback):
         step = state.global_step
         self._steps_run += 1
         self._step_seconds = perf_counter() - self._step_started
-        requested = (self.output_dir / PAUSE_FILE).exists()
+        requested = (self.output_dir / PAUSE_REQUEST).exists()
         budget_hit = rank_zero_decides(self._budget_reached(state) or requested)
         last = step >= state.max_steps
         save = step in self._checkpoints or budget_hit or last
@@ -139,8 +139,7 @@ class RunCallback(TrainerCallback):
             self.paused = True
             control.should_training_stop = True
             if state.is_world_process_zero:
-                reason = {"reason": "request" if requested else "budget", "step": step}
-                (self.output_dir / PAUSED_INFO).write_text(json.dumps(reason), encoding="utf-8")
+                write_paused(self.output_dir, "request" if requested else "budget", step)
 
     def on_log(
         self,
@@ -269,7 +268,7 @@ class RunCallback(TrainerCallback):
         return [message]
 
     def _write_line(self, line: dict[str, Any]) -> None:
-        with (self.output_dir / "metrics.jsonl").open("a", encoding="utf-8") as out:
+        with (self.output_dir / METRICS).open("a", encoding="utf-8") as out:
             out.write(json.dumps(line) + "\n")
 
     def _start_progress(self, state: TrainerState) -> None:

@@ -25,12 +25,7 @@ from typing import Any
 from openrft.errors import ConfigError, Problem
 from openrft.graders.context import GradeContext
 from openrft.training import report
-from openrft.training.callbacks import (
-    PAUSED_INFO,
-    RunCallback,
-    best_checkpoint,
-    list_checkpoints,
-)
+from openrft.training.callbacks import RunCallback, best_checkpoint, list_checkpoints
 from openrft.training.config import (
     SFTSettings,
     TrainingConfig,
@@ -52,6 +47,7 @@ from openrft.training.rows import (
     sft_records,
     split_rows,
 )
+from openrft.training.rundir import PAUSED_INFO
 
 TRAINER_STATE = "trainer_state.json"
 """What `transformers` saves last in a checkpoint: its step count and planned total."""
@@ -334,7 +330,26 @@ def main(argv: list[str]) -> None:
     """Entry point of one rank: `python -m openrft.training.grpo CONFIG.json OUT [RESUME]`."""
     config = parse_config(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
     resume = Path(argv[2]) if len(argv) > 2 else None
-    run(config, Path(argv[1]), resume=resume)
+    try:
+        run(config, Path(argv[1]), resume=resume)
+    except BaseException:
+        _leave_process_group(wait=False)  # the other ranks may be gone: no barrier
+        raise
+    _leave_process_group(wait=True)
+
+
+def _leave_process_group(wait: bool) -> None:
+    """Wait for the other ranks, then tear the process group down before the interpreter exits.
+
+    Left to interpreter shutdown, gloo's threads can still be running when their C++ objects
+    are destroyed ("terminate called without an active exception", SIGABRT): on a loaded
+    machine one rank then dies at exit although training succeeded."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
