@@ -25,7 +25,7 @@ from openrft.errors import OpenRFTError, ProblemsError
 from openrft.service import files, graders, jobs, models, secrets
 from openrft.service.bodylimit import BodyLimit
 from openrft.service.dashboard import mount_dashboard
-from openrft.service.errors import ServiceError
+from openrft.service.errors import ServiceError, http_shape
 from openrft.service.lifecycle import Validations
 from openrft.service.settings import Settings, secure_data_dir, secure_database
 from openrft.service.store import Store
@@ -54,10 +54,13 @@ async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _library_error(_request: Request, exc: Exception) -> JSONResponse:
-    """Invalid specs, configs and datasets are the caller's mistake: 400 with every problem."""
+    """The caller's mistakes are 4xx with every problem, the deployment's 5xx (`http_shape`)."""
+    assert isinstance(exc, OpenRFTError)  # registered for OpenRFTError only
+    shape = http_shape(exc)
+    if shape.status >= 500:
+        log.error("server fault: %s: %s", type(exc).__name__, exc)
     param = _param(exc.problems[0].where) if isinstance(exc, ProblemsError) else None
-    code = type(exc).__name__.removesuffix("Error").lower() + "_invalid"
-    return envelope(400, str(exc), "invalid_request_error", param, code)
+    return envelope(shape.status, str(exc), shape.type, param, shape.code)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
