@@ -1,9 +1,9 @@
 """The one exception tree of OpenRFT.
 
-Library code raises these; only `cli/` turns them into exit codes and only `service/app.py` into
-HTTP responses (with the status and code `service/errors.py`'s `LIBRARY_ERRORS` gives each:
-the caller's mistakes 400, `MissingResourceError`/`SandboxError` 503). A grading failure on one sample is *data* (a flag in `GradeResult.metadata.errors`),
-never an exception.
+Library code raises these; only `cli/` turns them into exit codes and only `service/app.py`
+into HTTP responses (with the status and code `service/errors.py`'s `LIBRARY_ERRORS` gives
+each: the caller's mistakes 400, `MissingResourceError`/`SandboxError` 503). A grading failure
+on one sample is *data* (a flag in `GradeResult.metadata.errors`), never an exception.
 
 ```
 OpenRFTError
