@@ -2,7 +2,9 @@
 
 Sub-graders run batch-wise (one sandbox batch, one burst of judge calls), not sample by sample.
 A sub-grader's error flags carry up to the multi result; a formula that fails to evaluate for a
-sample (say `log(0)`) scores that sample 0 with `formula_parse_error`.
+sample (say `log(0)`) scores that sample 0 with `formula_parse_error`. With `invalid_grade` set,
+every failed sample (a sub-grader's flag or the formula's) scores `invalid_grade` instead, flags
+kept. `pass_threshold` adds `passed` to `metadata.scores`, judged on the final reward.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ def grade_batch(
         except FormulaError:
             failed.add(i)
             rewards.append(0.0)
-        if i in failed:
+        if i in failed:  # its reward is the combined one (`invalid_grade` when set)
             given[i] = combine(i)
+            rewards[i] = given[i].reward
     return GradeResults(rewards, combine, given)
 
 
@@ -59,12 +62,10 @@ def _combine(spec: MultiGrader, formula: Any, parts: dict[str, GradeResult]) -> 
         for model, tokens in part.model_grader_token_usage_per_model.items():
             usage[model] = _add_usage(usage.get(model), tokens)
     rewards = {key: part.reward for key, part in parts.items()}
-    try:
-        reward = formula.evaluate(rewards)
-    except FormulaError as exc:
-        errors.formula_parse_error = True
-        errors.other_error_details = errors.other_error_details or str(exc)
-        reward = 0.0
+    reward = _reward(spec, formula, rewards, errors)
+    scores: dict[str, Any] = {key: part.metadata.scores for key, part in parts.items()}
+    if spec.pass_threshold is not None:
+        scores["passed"] = reward >= spec.pass_threshold
     token_usage = [p.metadata.token_usage for p in parts.values() if p.metadata.token_usage]
     return GradeResult(
         reward=reward,
@@ -74,11 +75,26 @@ def _combine(spec: MultiGrader, formula: Any, parts: dict[str, GradeResult]) -> 
             name=spec.name,
             type=spec.type,
             execution_time=sum(p.metadata.execution_time for p in parts.values()),
-            scores={key: part.metadata.scores for key, part in parts.items()},
+            scores=scores,
             token_usage=sum(token_usage) if token_usage else None,
             errors=errors,
         ),
     )
+
+
+def _reward(
+    spec: MultiGrader, formula: Any, rewards: dict[str, float], errors: GraderErrors
+) -> float:
+    """The formula's value; on failure flag it, and score `invalid_grade` (else 0)."""
+    try:
+        reward = formula.evaluate(rewards)
+    except FormulaError as exc:
+        errors.formula_parse_error = True
+        errors.other_error_details = errors.other_error_details or str(exc)
+        reward = 0.0
+    if errors.any() and spec.invalid_grade is not None:
+        return spec.invalid_grade
+    return float(reward)
 
 
 def _add_usage(total: Any, more: Any) -> Any:

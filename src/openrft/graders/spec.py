@@ -4,6 +4,8 @@ OpenAI's grader types (`string_check`, `text_similarity`, `score_model`, `label_
 `endpoint`, `multi`) plus two from SeekrFlow that OpenRFT also accepts anywhere a grader goes
 (`format_check`, `math_accuracy`). The documented forms are accepted alongside the SDK ones:
 `multi.graders` as a dict keyed by name or as a single grader, `neq` for `ne`, `pass_threshold`.
+What OpenAI accepted is accepted here too: a grader without `name` (named after its `type`, or
+after its key in a `multi`'s `graders` dict), and `invalid_grade` / `pass_threshold` on `multi`.
 
 `parse_grader(data)` validates a spec and raises `SpecError` listing every problem with its JSON
 path and what to do. Running the graders lives in the sibling modules; nothing here grades.
@@ -30,6 +32,7 @@ from pydantic import (
 
 from openrft.errors import FormulaError, Problem, SpecError
 from openrft.graders import template
+from openrft.graders.result import MAX_ABS_REWARD
 
 MAX_PYTHON_SOURCE_BYTES = 256 * 1024
 """OpenAI's limit on a python grader's source."""
@@ -56,8 +59,9 @@ class StringCheckGrader(SpecModel):
 
     type: Literal["string_check"] = "string_check"
     """Always `string_check`."""
-    name: str
-    """Metric key for this grader, e.g. `exact_answer`."""
+    name: str = "string_check"
+    """Metric key for this grader, e.g. `exact_answer`. Optional, as in OpenAI: it defaults to
+    the `type`, and inside a `multi`'s `graders` dict to the grader's key there."""
     input: str
     """Text to check; may hold templates such as `{{ sample.output_text }}`."""
     reference: str
@@ -94,8 +98,9 @@ class TextSimilarityGrader(SpecModel):
 
     type: Literal["text_similarity"] = "text_similarity"
     """Always `text_similarity`."""
-    name: str
-    """Metric key for this grader."""
+    name: str = "text_similarity"
+    """Metric key for this grader. Optional, as in OpenAI: it defaults to the `type`, and inside a
+    `multi`'s `graders` dict to the grader's key there."""
     input: str
     """The text being graded; may hold templates."""
     reference: str
@@ -184,8 +189,9 @@ class ScoreModelGrader(SpecModel):
 
     type: Literal["score_model"] = "score_model"
     """Always `score_model`."""
-    name: str
-    """Metric key for this grader."""
+    name: str = "score_model"
+    """Metric key for this grader. Optional, as in OpenAI: it defaults to the `type`, and inside a
+    `multi`'s `graders` dict to the grader's key there."""
     model: str
     """Judge model name; its endpoint is configured per name (see the outside-graders docs)."""
     input: list[ModelInput] = Field(min_length=1)
@@ -210,8 +216,9 @@ class LabelModelGrader(SpecModel):
 
     type: Literal["label_model"] = "label_model"
     """Always `label_model`."""
-    name: str
-    """Metric key for this grader."""
+    name: str = "label_model"
+    """Metric key for this grader. Optional, as in OpenAI: it defaults to the `type`, and inside a
+    `multi`'s `graders` dict to the grader's key there."""
     model: str
     """Judge model name."""
     input: list[ModelInput] = Field(min_length=1)
@@ -236,8 +243,9 @@ class PythonGrader(SpecModel):
 
     type: Literal["python"] = "python"
     """Always `python`."""
-    name: str
-    """Metric key for this grader."""
+    name: str = "python"
+    """Metric key for this grader. Optional, as in OpenAI: it defaults to the `type`, and inside a
+    `multi`'s `graders` dict to the grader's key there."""
     source: str
     """Python source defining `grade(sample: dict, item: dict) -> float` (at most 256 KB)."""
     image_tag: str | None = None
@@ -269,8 +277,9 @@ class EndpointGrader(SpecModel):
 
     type: Literal["endpoint"] = "endpoint"
     """Always `endpoint`."""
-    name: str
-    """Metric key for this grader."""
+    name: str = "endpoint"
+    """Metric key for this grader. Optional, as in OpenAI: it defaults to the `type`, and inside a
+    `multi`'s `graders` dict to the grader's key there."""
     url: str
     """http(s) URL of the grading endpoint."""
     headers: dict[str, str] | None = None
@@ -303,7 +312,8 @@ class FormatCheckGrader(SpecModel):
     type: Literal["format_check"] = "format_check"
     """Always `format_check`."""
     name: str = "format_check"
-    """Metric key for this grader."""
+    """Metric key for this grader. Defaults to the `type`, and inside a `multi`'s `graders`
+    dict to the grader's key there."""
     input: str = "{{ sample.output_text }}"
     """Text to check."""
 
@@ -316,7 +326,8 @@ class MathAccuracyGrader(SpecModel):
     type: Literal["math_accuracy"] = "math_accuracy"
     """Always `math_accuracy`."""
     name: str = "math_accuracy"
-    """Metric key for this grader."""
+    """Metric key for this grader. Defaults to the `type`, and inside a `multi`'s `graders`
+    dict to the grader's key there."""
     input: str = "{{ sample.output_answer }}"
     """The model's answer: `\\boxed{}`, fractions, LaTeX or plain numbers."""
     reference: str = "{{ item.reference_answer }}"
@@ -343,21 +354,39 @@ class MultiGrader(SpecModel):
 
     type: Literal["multi"] = "multi"
     """Always `multi`."""
-    name: str
-    """Metric key for this grader."""
+    name: str = "multi"
+    """Metric key for this grader. Optional, as in OpenAI: it defaults to the `type`, and inside a
+    `multi`'s `graders` dict to the grader's key there."""
     graders: dict[str, Grader]
-    """Sub-graders keyed by the name the formula uses. A single grader (the SDK form) is keyed by
-    its own `name`."""
+    """Sub-graders keyed by the name the formula uses (a sub-grader's own `name` only labels its
+    metric). A single grader (the SDK form) is keyed by its own `name`, or its `type`."""
     calculate_output: str
     """Formula over the sub-graders' names: `+ - * / ^`, numbers, parentheses and
     `min max abs floor ceil exp sqrt log`. E.g. `0.9 * correct + 0.1 * format`."""
+    invalid_grade: float | None = Field(
+        default=None, ge=-MAX_ABS_REWARD, le=MAX_ABS_REWARD, allow_inf_nan=False
+    )
+    """Reward for a sample whose grading failed: a sub-grader failed (its error flag is set) or
+    `calculate_output` could not be evaluated for it (say `log(0)`). The error flags are kept.
+    When absent, a failed sub-grader counts 0 in the formula and a failed formula scores 0."""
+    pass_threshold: float | None = None
+    """Reward at or above which a sample passes (reported in `metadata.scores.passed`)."""
 
     @field_validator("graders", mode="before")
     @classmethod
-    def _single(cls, value: Any) -> Any:
-        if isinstance(value, Mapping) and "type" in value and isinstance(value["type"], str):
+    def _keyed(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        if isinstance(value.get("type"), str):  # the SDK form: one grader, keyed by its name
             return {str(value.get("name", value["type"])): value}
-        return value
+        # OpenAI's examples often leave a sub-grader's `name` out; its key is the name the
+        # formula already uses for it, so it is the natural metric key too.
+        return {
+            key: {**sub, "name": str(key)}
+            if isinstance(sub, Mapping) and "name" not in sub
+            else sub
+            for key, sub in value.items()
+        }
 
     @field_validator("graders")
     @classmethod
@@ -379,6 +408,17 @@ class MultiGrader(SpecModel):
         except FormulaError as exc:
             raise ValueError(f"formula_parse_error: {exc}") from None
         return value
+
+    @model_validator(mode="after")
+    def _passed_is_free(self) -> MultiGrader:
+        # `passed` sits beside the sub-graders' scores in `metadata.scores`; a sub-grader keyed
+        # `passed` would be overwritten there.
+        if self.pass_threshold is not None and "passed" in self.graders:
+            raise ValueError(
+                "a sub-grader keyed `passed` clashes with pass_threshold's `passed` score: "
+                "rename it"
+            )
+        return self
 
 
 Grader: TypeAlias = Annotated[LeafGrader | MultiGrader, Field(discriminator="type")]
