@@ -45,8 +45,11 @@ class BodyLimit:
         if scope["type"] != "http" or scope["path"] in UNLIMITED:
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+        declared, chunked = _framing(scope)
+        if declared is None and not chunked:  # no body (every GET): nothing to count
+            await self.app(scope, receive, send)
+            return
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             await _refuse(send, self.limit)
             return
         seen = 0
@@ -69,6 +72,17 @@ class BodyLimit:
                 await _refuse(send, self.limit)
 
         await self.app(scope, counted, guarded)
+
+
+def _framing(scope: Scope) -> tuple[bytes | None, bool]:
+    """The request's `Content-Length` (None when absent) and whether it is chunked."""
+    declared, chunked = None, False
+    for name, value in scope.get("headers") or ():
+        if name == b"content-length":
+            declared = value[:20]  # more digits than any real length: refused
+        elif name == b"transfer-encoding":
+            chunked = True
+    return declared, chunked
 
 
 async def _refuse(send: Send, limit: int) -> None:
