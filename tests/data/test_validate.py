@@ -254,3 +254,13 @@ def test_token_statistics_and_prompt_over_the_limit(tokenizer: object, tmp_path:
         f"the prompt is {lengths[1]} tokens, over the model's limit of {lengths[0] + 5}"
     )
     assert validate_dataset(path, tokenizer=tokenizer).ok  # no declared limit: nothing flagged
+
+
+def test_unreadable_lines_and_devices_are_problems_not_crashes(tmp_path: Path) -> None:
+    data = tmp_path / "hostile.jsonl"
+    data.write_text('{"n": ' + "9" * 5000 + "}\n" + "[" * 100_000 + "\n", encoding="utf-8")
+    problems = [str(p) for p in validate_dataset(data).problems]
+    assert any(":1: a number has more than" in p for p in problems)
+    assert any(":2: nested too deeply" in p for p in problems)
+    device = validate_dataset("/dev/zero").problems
+    assert [p.message for p in device] == ["cannot read the file: not a regular file"]

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from openrft.service.settings import Settings, secure_data_dir, secure_database
+from openrft.service.settings import Settings
 from openrft.service.supervisor import Supervisor
 
 DataDir = Annotated[
@@ -65,6 +65,7 @@ def serve(
     import uvicorn
 
     from openrft.service.app import create_app
+    from openrft.service.store import secure_data_dir
 
     hosts = allow_grader_hosts.split(",") if allow_grader_hosts is not None else None
     settings = _settings(
@@ -75,7 +76,7 @@ def serve(
         allow_local_paths=True if allow_local_paths else None,
     )
     os.umask(0o077)  # everything the service writes (uploads, jobs, checkpoints) is private
-    secure_data_dir(settings)
+    secure_data_dir(settings)  # before the workers start: they write into it
     # the settings travel as variables: worker and API processes rebuild them from the env
     os.environ["OPENRFT_DATA_DIR"] = str(settings.data_dir)
     if settings.database_url:
@@ -129,10 +130,7 @@ def create_key(
 
     settings = _settings(data_dir, database_url)
     os.umask(0o077)
-    secure_data_dir(settings)
-    store = Store.open(settings.url)
-    secure_database(settings)
-    key = make_key(store, project)
+    key = make_key(Store.open_private(settings), project)
     typer.echo(
         f"Created a key for project {project!r}; it is not stored and cannot be shown again."
     )

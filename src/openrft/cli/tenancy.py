@@ -22,7 +22,7 @@ from openrft.cli.graders import fail
 from openrft.cli.serve import DatabaseUrl, DataDir
 from openrft.errors import OpenRFTError
 from openrft.service import tenancy
-from openrft.service.settings import Settings, secure_data_dir, secure_database
+from openrft.service.settings import Settings
 from openrft.service.store import Store
 
 secrets = typer.Typer(help="Per-project secrets, for ${secret:NAME} in endpoint headers.")
@@ -35,10 +35,7 @@ Project = Annotated[str, typer.Option(help="The project.")]
 def _store(data_dir: Path | None, database_url: str | None) -> tuple[Store, Settings]:
     settings = Settings.from_env(data_dir=data_dir, database_url=database_url)
     os.umask(0o077)
-    secure_data_dir(settings)
-    store = Store.open(settings.url)
-    secure_database(settings)
-    return store, settings
+    return Store.open_private(settings), settings
 
 
 def _read_value() -> str:

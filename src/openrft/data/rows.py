@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,16 @@ def _not_utf8(raw: bytes, exc: UnicodeDecodeError, line_start: int) -> str:
     )
 
 
+def unreadable_json(exc: ValueError | RecursionError) -> str:
+    """Why `json.loads` refused a line that is not a syntax error (`JSONDecodeError` is one):
+    nesting past the recursion limit, or an integer past Python's digit limit."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if "digits" in str(exc):
+        return f"a number has more than {sys.get_int_max_str_digits()} digits"
+    return f"unreadable JSON: {exc}"[:300]
+
+
 def parse_line(text: str, number: int) -> tuple[Row | None, list[str]]:
     """Parse and check one JSONL line: the row when it is valid, and every problem found."""
     try:
@@ -111,10 +122,8 @@ def parse_line(text: str, number: int) -> tuple[Row | None, list[str]]:
             f"invalid JSON at column {exc.colno}: {exc.msg}; each line must be one JSON object "
             "(no trailing commas, strings in double quotes, no line breaks inside)"
         ]
-    except ValueError as exc:  # e.g. an integer over Python's 4300-digit limit
-        return None, [f"unreadable JSON: {exc}"[:300]]
-    except RecursionError:
-        return None, ["the JSON is nested too deeply to read"]
+    except (ValueError, RecursionError) as exc:
+        return None, [unreadable_json(exc)]
     if not isinstance(data, dict):
         return None, [
             f"the line is a JSON {_kind(data)}, not an object; write "

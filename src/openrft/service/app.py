@@ -27,8 +27,8 @@ from openrft.service.bodylimit import BodyLimit
 from openrft.service.dashboard import mount_dashboard
 from openrft.service.errors import ServiceError, http_shape
 from openrft.service.lifecycle import Validations
-from openrft.service.settings import Settings, secure_data_dir, secure_database
-from openrft.service.store import Store
+from openrft.service.settings import Settings
+from openrft.service.store import Store, secure_data_dir
 from openrft.service.supervisor import worker_health
 
 log = logging.getLogger("openrft.service")
@@ -91,9 +91,11 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        secure_data_dir(settings)
-        app.state.store = store or Store.open(settings.url, settings.store_busy_seconds)
-        secure_database(settings)
+        if store is None:
+            app.state.store = Store.open_private(settings)
+        else:
+            secure_data_dir(settings)
+            app.state.store = store
         app.state.settings = settings
         app.state.validations = Validations(app.state.store, settings)
         app.state.validations.recover()  # in the background: a bad file never blocks start-up

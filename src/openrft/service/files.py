@@ -18,7 +18,6 @@ loop in the chunks they arrive in; this module does not rate-limit or count a pr
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from fastapi.responses import FileResponse, Response
 from sqlalchemy import func, select
 from starlette.requests import ClientDisconnect
 
-from openrft.data.rows import MAX_LINE_BYTES, bounded_lines
+from openrft.data.rows import MAX_LINE_BYTES, bounded_lines, unreadable_json
 from openrft.service.deps import ProjectDep, SettingsDep, StoreDep
 from openrft.service.errors import (
     InvalidRequestError,
@@ -113,12 +112,8 @@ def _line_problem(raw: bytes | None) -> str | None:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         return f"invalid JSON ({exc.msg}, column {exc.colno})"
-    except RecursionError:
-        return "nested too deeply"
-    except ValueError as exc:  # e.g. Python's cap on the digits of an integer
-        if "digits" in str(exc):
-            return f"a number has more than {sys.get_int_max_str_digits()} digits"
-        return f"invalid JSON ({exc})"
+    except (ValueError, RecursionError) as exc:  # too deep, or an integer with too many digits
+        return unreadable_json(exc)
     if not isinstance(value, dict):
         return f"expected a JSON object, got {type(value).__name__}"
     return None

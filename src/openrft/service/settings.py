@@ -136,21 +136,3 @@ def _parse_env(name: str, raw: str) -> object:
     if name in ("auth", "allow_local_paths"):
         return raw.strip().lower() not in {"0", "false", "no", "off"}
     return raw
-
-
-def secure_data_dir(settings: Settings) -> None:
-    """Create the data dir and its `files/` and `jobs/` as 0700 (tightening existing ones):
-    uploads, checkpoints and the database are the tenants' data."""
-    for directory in (settings.data_dir, settings.files_dir, settings.jobs_dir):
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        directory.chmod(0o700)
-
-
-def secure_database(settings: Settings) -> None:
-    """Make the SQLite database (and its WAL files) 0600: it holds key digests and secrets."""
-    if settings.database_url is not None:
-        return
-    for suffix in ("", "-wal", "-shm"):
-        path = settings.data_dir / f"openrft.db{suffix}"
-        if path.exists():
-            path.chmod(0o600)

@@ -20,7 +20,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -47,6 +47,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
+
+if TYPE_CHECKING:
+    from openrft.service.settings import Settings
 
 metadata = MetaData()
 
@@ -249,6 +252,15 @@ class Store:
     @classmethod
     def open(cls, url: str, busy_seconds: float = BUSY_SECONDS) -> Store:
         return cls(open_engine(url, busy_seconds))
+
+    @classmethod
+    def open_private(cls, settings: Settings) -> Store:
+        """The store `settings` names, in a data dir only its owner can read (`secure_data_dir`,
+        `secure_database`): uploads, checkpoints, key digests and secrets live there."""
+        secure_data_dir(settings)
+        store = cls.open(settings.url, settings.store_busy_seconds)
+        secure_database(settings)
+        return store
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
@@ -530,3 +542,21 @@ class Store:
         query = select(workers).where(workers.c.state != "stopped", workers.c.replaced_by.is_(None))
         with self.engine.connect() as conn, _bounded_wait(conn, wait_seconds):
             return list(conn.execute(query.order_by(workers.c.started_at)).mappings())
+
+
+def secure_data_dir(settings: Settings) -> None:
+    """Create the data dir and its `files/` and `jobs/` as 0700 (tightening existing ones):
+    uploads, checkpoints and the database are the tenants' data."""
+    for directory in (settings.data_dir, settings.files_dir, settings.jobs_dir):
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.chmod(0o700)
+
+
+def secure_database(settings: Settings) -> None:
+    """Make the SQLite database (and its WAL files) 0600: it holds key digests and secrets."""
+    if settings.database_url is not None:
+        return
+    for suffix in ("", "-wal", "-shm"):
+        path = settings.data_dir / f"openrft.db{suffix}"
+        if path.exists():
+            path.chmod(0o600)
