@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from openrft.graders.context import CONTEXT_ENV
+from openrft.graders.context import CONTEXT_ENV, GradeContext
 from openrft.service.environment import training_environment
 from openrft.service.settings import Settings
 from openrft.service.store import Store, jobs
@@ -42,7 +42,8 @@ def test_only_locations_and_passed_variables_are_inherited(
     }.items():
         monkeypatch.setenv(name, value)
     settings = Settings(data_dir=tmp_path, pass_env=["JUDGE_KEY"])
-    env = training_environment(job, {"TOKEN": "alpha-secret"}, settings)  # type: ignore[arg-type]
+    context = GradeContext.for_project("alpha", {"TOKEN": "alpha-secret"})
+    env = training_environment(job, context, settings)  # type: ignore[arg-type]
     for leaked in ("OPENAI_API_KEY", "HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "OPENRFT_SECRET_TOKEN"):
         assert leaked not in env
     assert env["JUDGE_KEY"] == "judge-key"

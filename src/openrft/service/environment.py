@@ -13,7 +13,6 @@ It reads `os.environ` and the job row; it starts nothing.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 from sqlalchemy.engine import RowMapping
 
@@ -31,12 +30,12 @@ are, not credentials. Judges' API key variables go in `pass_env` (`OPENRFT_PASS_
 
 
 def training_environment(
-    job: RowMapping, secrets: Mapping[str, str], settings: Settings
+    job: RowMapping, context: GradeContext, settings: Settings
 ) -> dict[str, str]:
-    """The environment of `job`'s training (its store row); `secrets` are its project's."""
+    """The environment of `job`'s training (its store row); `context` is its project's
+    (`tenancy.grade_context`)."""
     env = {k: v for k, v in os.environ.items() if _inherited(k, settings.pass_env)}
     env["PYTHONUNBUFFERED"] = "1"
-    context = GradeContext.for_project(job["project"], secrets, settings.allow_grader_hosts)
     env[CONTEXT_ENV] = context.to_json()
     for integration in job["integrations"] or []:
         wandb = integration.get("wandb") or {}

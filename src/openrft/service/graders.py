@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, ConfigDict
 
-from openrft.graders import GradeContext, Grader, GradeResult, Item, Sample, grade, load_grader
+from openrft.graders import Grader, GradeResult, Item, Sample, grade, load_grader
 from openrft.service import tenancy
 from openrft.service.deps import ProjectDep, SettingsDep, StoreDep
 from openrft.service.errors import InvalidRequestError, RateLimitError
@@ -133,9 +133,7 @@ def _grade_as(
     store: Store, settings: Settings, project: str, spec: Grader, sample: Sample, item: Item
 ) -> GradeResult:
     """Grade in `project`'s context; runs on a grading thread (the secrets read included)."""
-    secrets = tenancy.secrets_of(store, project)
-    context = GradeContext.for_project(project, secrets, settings.allow_grader_hosts)
-    return grade(spec, sample, item, context)
+    return grade(spec, sample, item, tenancy.grade_context(store, settings, project))
 
 
 @router.post("/run")

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Integer, String, Table, Text, delete, select
 
 from openrft.errors import ConfigError, Problem
+from openrft.graders.context import GradeContext
 from openrft.service.settings import Settings
 from openrft.service.store import Store, metadata, now
 
@@ -130,6 +131,14 @@ def secrets_of(store: Store, project: str) -> dict[str, str]:
         project_secrets.c.project == project
     )
     return {row["name"]: row["value"] for row in store.all(query)}
+
+
+def grade_context(store: Store, settings: Settings, project: str) -> GradeContext:
+    """How `project`'s graders run, wherever they run (`graders/run`, the dashboard's audit, a
+    job's training): as that project, with its secrets and the operator's outbound allow-list."""
+    return GradeContext.for_project(
+        project, secrets_of(store, project), settings.allow_grader_hosts
+    )
 
 
 # --- registered base models -----------------------------------------------------------------

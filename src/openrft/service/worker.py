@@ -291,8 +291,8 @@ class Worker:
         return run
 
     def _env(self, job: RowMapping) -> dict[str, str]:
-        secrets = tenancy.secrets_of(self.store, job["project"])
-        return training_environment(job, secrets, self.settings)
+        context = tenancy.grade_context(self.store, self.settings, job["project"])
+        return training_environment(job, context, self.settings)
 
     def _monitor(self, run: Run) -> str:
         """Wait for the training to end; returns `exited` or `lost` (job taken by a reaper).

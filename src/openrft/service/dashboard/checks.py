@@ -176,9 +176,7 @@ async def run_audit(
     `AUDIT_ROWS` rows of a file, as the caller's project (its secrets, its sandbox workers), on
     the grading threads and within the project's limit of grader runs in flight (else 429)."""
     path = _file_path(store, project, body.file_id)
-    context = GradeContext.for_project(
-        project, tenancy.secrets_of(store, project), settings.allow_grader_hosts
-    )
+    context = tenancy.grade_context(store, settings, project)
     pool: GradingPool = request.app.state.grading_pool
     return await asyncio.wrap_future(pool.submit(project, partial(_audit, body, path, context)))
 
