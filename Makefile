@@ -29,7 +29,7 @@ bench: install
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
 
 docs: install
-	$(BIN)/python -m openrft.graders.reference > docs/graders.md
+	$(BIN)/python -m openrft.docgen docs
 
 # The main job: GRPO on the embedded SmolLM2-135M-Instruct, ~6-9 min on 2 CPU cores
 # (examples/demo/README.md). Prints the run dir, baseline -> final held-out reward and the report.

@@ -16,7 +16,8 @@ for transparency). Every score is checked equal (cosine: within 1e-5, the float3
 batched versus single-text encoding). The sides take turns, `--repeat` runs each, and each
 keeps its best time (the machine may be shared). Caches that outlive a batch
 (stemmer, WordNet look-ups, math parses) are cleared before each of our runs, so the figures are
-for a cold batch. BLEU/GLEU/METEOR tokenize with `openrft.graders.overlap.words` on both sides.
+for a cold batch. BLEU/GLEU/METEOR tokenize with `openrft.graders.metrics.overlap.words` on both
+sides.
 
 Run: .venv/bin/python benchmarks/graders.py [--repeat 5] [--only bleu,rouge_l]
 """
@@ -170,7 +171,7 @@ def text_groups(
 
 
 def words(text: str) -> list[str]:
-    from openrft.graders.overlap import words as split
+    from openrft.graders.metrics.overlap import words as split
 
     return split(text)
 
@@ -229,7 +230,7 @@ def fuzzy(completion: str, reference: str) -> float:
 def cosine(completion: str, reference: str) -> float:
     from sentence_transformers.util import cos_sim
 
-    from openrft.graders.embedding import local_model
+    from openrft.graders.metrics.embedding import local_model
 
     a, b = local_model().encode([completion, reference])
     return float(cos_sim(a, b)[0][0])

@@ -18,9 +18,7 @@ import uuid
 
 from openrft.graders import GradeContext, Sample, grade_batch, load_grader
 from openrft.graders.python_grader import limits_from
-from openrft.graders.sandbox import detect_layers
-from openrft.graders.sandbox_pool import POOL
-from openrft.graders.sandbox_process import Worker
+from openrft.graders.sandbox import POOL, SandboxWorker, detect_layers
 
 GRADERS = {
     "trivial": (
@@ -62,7 +60,7 @@ def per_process(source: str, n: int) -> float:
     samples, items = data(n)
     started = time.perf_counter()
     for sample, item in zip(samples, items, strict=True):
-        worker = Worker(source, limits, layers)
+        worker = SandboxWorker(source, limits, layers)
         try:
             failure = worker.start()
             assert failure is None, failure

@@ -32,13 +32,13 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from openrft.training.callbacks import RunCallback
+from openrft.training.callbacks import build_run_callback
 from openrft.training.config import TrainingConfig, build_grpo_config, build_lora_config
-from openrft.training.evaluate import Evaluator
+from openrft.training.evaluate import build_evaluator
 from openrft.training.grpo import build_grpo_trainer, load_model
 from openrft.training.models import build_tiny_model, known_deprecations_silenced
+from openrft.training.records import Row, grpo_records
 from openrft.training.rewards import GraderReward
-from openrft.training.rows import Row, grpo_records
 
 GRADER = {
     "type": "multi",
@@ -88,8 +88,8 @@ def rows() -> list[Row]:
 def run_ours(config: TrainingConfig, out: Path) -> list[float]:
     model, tokenizer = load_model(config)
     reward = GraderReward(config.grader or GRADER)
-    evaluator = Evaluator(model, tokenizer, rows()[:4], reward, config)
-    callback = RunCallback(config, out, reward, evaluator)
+    evaluator = build_evaluator(config, model, tokenizer, rows()[:4], reward)
+    callback = build_run_callback(config, out, reward, evaluator)
     trainer = build_grpo_trainer(config, model, tokenizer, rows(), reward, callback, out)
     clock = StepClock()
     trainer.add_callback(clock)

@@ -20,6 +20,8 @@ import openai
 import pytest
 from tests.service.conftest import MULTI, Server, arithmetic_rows, jsonl
 
+from openrft.training import rundir
+
 pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -225,13 +227,57 @@ def test_running_job_curve_grows_live_then_pause_resume_cancel(
     status_is(page, "paused")
     assert client.fine_tuning.jobs.retrieve(long_job).status == "paused"
     sync_api.expect(page.locator("#checkpoints tbody tr").first).to_be_visible()  # pause saved one
+    why = page.locator("#job-paused")
+    sync_api.expect(why).to_contain_text("Job paused on request at step ")
+    sync_api.expect(why).to_have_attribute("data-reason", "request")
     page.click("#resume")
     status_is(page, "running")
+    sync_api.expect(why).to_be_hidden()
     page.click("#cancel")  # confirmed by the dialog handler
     status_is(page, "cancelled")
     sync_api.expect(page.locator("#cancel")).to_be_disabled()
     assert client.fine_tuning.jobs.retrieve(long_job).status == "cancelled"
     assert page.evaluate("window.notReloaded")  # every change arrived without a reload
+
+
+def test_a_budget_pause_shows_its_reason(
+    page: Any, server: Server, client: openai.OpenAI, short_job: str
+) -> None:
+    train = client.files.create(
+        file=("train.jsonl", jsonl(arithmetic_rows(8))), purpose="fine-tune"
+    )
+    native = {
+        "num_generations": 2,
+        "batch_size": 2,
+        "max_steps": 6,
+        "max_completion_length": 6,
+        "eval_interval": None,
+        "eval_samples": 2,
+        "lora": {"r": 4, "alpha": 8},
+        "budget": {"max_steps": 2},
+    }
+    job = client.fine_tuning.jobs.create(
+        model="tiny",
+        training_file=train.id,
+        method={"type": "reinforcement", "reinforcement": {"grader": PARTIAL}},  # type: ignore[typeddict-item]
+        extra_body={"openrft": native},
+    )
+    page.goto(url(server, f"/jobs/{job.id}"))
+    status_is(page, "paused")
+    why = page.locator("#job-paused")
+    sync_api.expect(why).to_have_text(
+        "Job paused at step 2: it reached its budget (max_steps 2); resume continues from its "
+        "checkpoint"
+    )
+    sync_api.expect(why).to_have_attribute("data-reason", "budget")
+    base = f"http://127.0.0.1:{server.port}/dashboard/api/jobs"
+    mine = {"Authorization": f"Bearer {client.api_key}"}
+    body = httpx.get(f"{base}/{job.id}/pause", headers=mine).json()
+    assert (body["paused"], body["reason"], body["step"]) == (True, "budget", 2)
+    assert httpx.get(f"{base}/{short_job}/pause", headers=mine).json() == {"paused": False}
+    other = {"Authorization": f"Bearer {server.key('outsider')}"}
+    assert httpx.get(f"{base}/{job.id}/pause", headers=other).status_code == 404
+    client.fine_tuning.jobs.cancel(job.id)
 
 
 def test_finished_job_page_has_samples_and_checkpoints(
@@ -342,11 +388,11 @@ def test_dashboard_api_is_scoped_to_the_key(
     other = {"Authorization": f"Bearer {server.key('outsider')}"}
     assert httpx.get(base + "/metrics", headers=other).status_code == 404
     assert httpx.get(base + "/samples").status_code == 401
-    # training's samples.jsonl (with references) is preferred over the per-eval files
+    # an evaluation's samples file (with the reference training wrote) is served as it is
     line = {"step": 7, "prompt": "p", "reference": "r", "completion": "c", "reward": 1.0}
-    jobdir = server.data_dir / "jobs" / job_id
-    (jobdir / "samples.jsonl").write_text(json.dumps({**line, "sub_rewards": {"a": 1.0}}) + "\n")
+    samples = rundir.eval_samples_path(server.data_dir / "jobs" / job_id, 7)
+    samples.write_text(json.dumps({**line, "sub_rewards": {"a": 1.0}}) + "\n")
     mine = {"Authorization": f"Bearer {client.api_key}"}
-    body = httpx.get(base + "/samples", headers=mine).json()
-    assert (body["steps"], body["step"], body["samples"][0]["reference"]) == ([7], 7, "r")
+    body = httpx.get(base + "/samples?step=7", headers=mine).json()
+    assert (7 in body["steps"], body["step"], body["samples"][0]["reference"]) == (True, 7, "r")
     assert httpx.get(base + "/samples?step=3", headers=mine).status_code == 404

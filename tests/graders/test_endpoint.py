@@ -25,7 +25,7 @@ from fastapi.responses import (
 from openrft.graders import GradeContext, grade_batch, load_grader
 from openrft.graders.context import OutboundPolicy
 from openrft.graders.endpoint import MAX_EXTRA_BYTES
-from openrft.serving.local import serve_in_thread
+from openrft.inference.local import serve_in_thread
 
 FAST = GradeContext(options={"endpoint_backoff": 0.01})
 

@@ -14,9 +14,9 @@ import pytest
 
 from openrft.graders import GradeContext, grade_batch, load_grader
 from openrft.graders.model_grader import parse_output
-from openrft.serving.app import create_app
-from openrft.serving.local import serve_in_thread
-from openrft.serving.scripted import Script, ScriptedBackend
+from openrft.inference.app import create_app
+from openrft.inference.local import serve_in_thread
+from openrft.inference.scripted import Script, ScriptedBackend
 
 RULES: list[dict[str, Any]] = [
     {

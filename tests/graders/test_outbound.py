@@ -26,7 +26,7 @@ from openrft.graders.outbound import (
     embedded_ipv4,
     resolve,
 )
-from openrft.serving.local import serve_in_thread
+from openrft.inference.local import serve_in_thread
 
 
 @pytest.mark.parametrize(

@@ -17,8 +17,7 @@ import pytest
 from openrft.errors import ConfigError, GradingError, SandboxError
 from openrft.graders import GradeContext, GradeResult, Sample, grade_batch, load_grader
 from openrft.graders.python_grader import check_error_rate
-from openrft.graders.sandbox import INSECURE_ENV, SandboxLimits, detect_layers
-from openrft.graders.sandbox_pool import POOL
+from openrft.graders.sandbox import INSECURE_ENV, POOL, SandboxLimits, detect_layers
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "graders"
@@ -81,7 +80,7 @@ def test_an_exception_is_a_runtime_error_with_the_users_traceback() -> None:
     details = str(result.errors.python_grader_runtime_error_details)
     assert 'File "grader.py", line 2, in helper' in details
     assert "KeyError: 'missing'" in details
-    assert "sandbox_worker" not in details  # our frames are trimmed away
+    assert "sandbox/worker" not in details  # our frames are trimmed away
 
 
 def test_printed_output_comes_with_the_traceback() -> None:

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from openrft.graders import reference
+from openrft.docgen import graders as reference
 from openrft.graders.spec import GRADER_TYPES
 
 DOCS = Path(__file__).parents[2] / "docs" / "graders.md"

@@ -2,7 +2,7 @@
 
 Expected numbers are computed here, in the test, by the libraries the metrics are defined by
 (rapidfuzz, rouge-score, nltk with WordNet), and compared with `==`: the faster implementations
-in `graders/overlap.py` must be bit-identical.
+in `graders/metrics/overlap.py` must be bit-identical.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from rouge_score.rouge_scorer import RougeScorer
 from rouge_score.tokenize import tokenize as rouge_tokenize
 
 from openrft.errors import ConfigError
-from openrft.graders import GradeContext, Sample, grade, grade_batch, load_grader, ngrams
-from openrft.graders.overlap import rouge_tokens, words
-from openrft.serving.local import serve_in_thread
+from openrft.graders import GradeContext, Sample, grade, grade_batch, load_grader
+from openrft.graders.metrics import ngrams
+from openrft.graders.metrics.overlap import rouge_tokens, words
+from openrft.inference.local import serve_in_thread
 
 LONG = " ".join(f"w{i % 23} x{i % 7}" for i in range(150))  # 300 tokens: LCS masks > 64 bits
 
@@ -329,7 +330,7 @@ def test_cosine_endpoint_settings_are_checked() -> None:
 def test_cosine_with_the_bundled_local_model_matches_sentence_transformers() -> None:
     from sentence_transformers.util import cos_sim
 
-    from openrft.graders.embedding import local_model
+    from openrft.graders.metrics.embedding import local_model
 
     pairs = [
         ("The cat sits on the mat.", "A cat is sitting on a mat."),

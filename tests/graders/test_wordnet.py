@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from openrft.cli.setup import app
 from openrft.errors import MissingResourceError
-from openrft.graders import wordnet
-from openrft.graders.wordnet import install_wordnet, lexnames_text
+from openrft.graders.metrics import wordnet
+from openrft.graders.metrics.wordnet import install_wordnet, lexnames_text
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_a_folder_that_is_not_wordnet_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app, ["wordnet", "--source", str(tmp_path / "src"), "--data-dir", str(tmp_path / "d")]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # EXIT_UNAVAILABLE, as MissingResourceError exits everywhere
     assert "is not a WordNet dict folder" in result.output
     assert "data.noun" in result.output
 

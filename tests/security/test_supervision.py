@@ -308,15 +308,13 @@ def test_health_is_degraded_only_while_a_worker_is_dead_or_silent() -> None:
 def test_resume_passes_over_a_half_saved_checkpoint_and_never_trains_past_the_total(
     tmp_path: Path, tiny_model: str
 ) -> None:
-    from openrft.training.config import parse_config
+    from openrft.training.dialects import load
     from openrft.training.grpo import run
 
     data = tmp_path / "train.jsonl"
     data.write_bytes(jsonl(arithmetic_rows(16)))
     native = tiny_training(steps=4, checkpoints=4) | {"budget": {"max_steps": 2}}
-    config = parse_config(
-        {"model": tiny_model, "training_file": str(data), "grader": MULTI, **native}
-    )
+    config = load({"model": tiny_model, "training_file": str(data), "grader": MULTI, **native})
     out = tmp_path / "run"
     assert run(config, out).paused  # checkpoint-2
     # killed while saving step 3: the weights are there, the trainer state is not

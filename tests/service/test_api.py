@@ -333,7 +333,7 @@ def test_jobs_cli_over_http(server: Server, tmp_path: Path) -> None:
     assert "Job cancelled" in followed.stdout
     assert f"{job_id}: cancelled" in followed.stdout
     missing = runner.invoke(jobs_cli.app, ["get", "ftjob-nope", *auth])
-    assert missing.exit_code == 2
+    assert missing.exit_code == 5  # EXIT_API: the API refused the request
     assert "No such fine-tuning job" in missing.output
 
 

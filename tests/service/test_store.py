@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from openrft.service.settings import Settings
 from openrft.service.store import Store, new_id, now
-from openrft.service.worker import Worker
+from openrft.service.worker import JobWorker
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -25,10 +25,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         url = request.getfixturevalue("postgres_url")
     opened = Store.open(url)
     yield opened
-    from openrft.service.store import metadata
-
-    if request.param == "postgresql":
-        metadata.drop_all(opened.engine)  # the cluster is shared by the module's tests
+    if request.param == "postgresql":  # the cluster is shared by the module's tests: empty it
+        with opened.engine.begin() as conn:  # (every table, `alembic_version` too)
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+            conn.exec_driver_sql("CREATE SCHEMA public")
     opened.engine.dispose()
 
 
@@ -125,7 +125,7 @@ def test_metadata_filter(store: Store) -> None:
 
 def test_stale_jobs_are_requeued_then_given_up(store: Store, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, stale_seconds=5, max_attempts=2)
-    worker = Worker(settings, store)
+    worker = JobWorker(settings, store)
     job = add_job(store)
     for attempt in (1, 2):
         claimed = store.claim_job("dead")
@@ -144,7 +144,7 @@ def test_stale_jobs_are_requeued_then_given_up(store: Store, tmp_path: Path) -> 
 
 
 def test_stale_job_with_a_cancel_request_is_cancelled(store: Store, tmp_path: Path) -> None:
-    worker = Worker(Settings(data_dir=tmp_path, stale_seconds=5), store)
+    worker = JobWorker(Settings(data_dir=tmp_path, stale_seconds=5), store)
     job = add_job(store)
     store.claim_job("dead")
     store.set_job(job, control="cancel", heartbeat_at=time.time() - 60)

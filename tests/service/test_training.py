@@ -179,6 +179,56 @@ def test_worker_killed_mid_training_resumes_from_checkpoint(
     assert any(m.startswith("Resuming from the latest checkpoint") for m in messages)
 
 
+BROKEN = {
+    "type": "python",
+    "name": "broken",
+    "source": "def grade(sample, item):\n    raise ValueError('boom')\n",
+}
+"""A grader that fails on every sample."""
+
+
+def test_a_grader_failing_too_often_fails_the_job_with_its_code(
+    make_server: Any, tiny_model: str
+) -> None:
+    server: Server = make_server(workers=1)
+    server.register_model("tiny", tiny_model)
+    client = server.client()
+    train = client.files.create(
+        file=("train.jsonl", jsonl(arithmetic_rows(8))), purpose="fine-tune"
+    )
+    job = client.fine_tuning.jobs.create(
+        model="tiny",
+        training_file=train.id,
+        method={"type": "reinforcement", "reinforcement": {"grader": BROKEN}},  # type: ignore[typeddict-item]
+        extra_body={"openrft": tiny_training(2, 1) | {"max_grader_error_rate": 0.5}},
+    )
+    assert wait_status(client, job.id) == "failed", server_log(server)
+    error = client.fine_tuning.jobs.retrieve(job.id).error
+    assert error is not None
+    assert error.code == "grader_error_rate"
+    assert "samples failed to grade" in error.message
+    assert "boom" in error.message
+    assert error.param is None
+    assert any(e.level == "error" for e in all_events(client, job.id))
+
+
+def test_a_model_that_cannot_be_loaded_fails_the_job_as_invalid_model(
+    make_server: Any, tmp_path: Path
+) -> None:
+    server: Server = make_server(workers=1)
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    server.register_model("broken", str(empty))
+    client = server.client()
+    job = create(client, "broken", steps=2, checkpoints=1)
+    assert wait_status(client, job.id) == "failed", server_log(server)
+    error = client.fine_tuning.jobs.retrieve(job.id).error
+    assert error is not None
+    assert (error.code, error.param) == ("invalid_model", "model")
+    assert "tokenizer" in error.message  # transformers' own words, not a traceback
+    assert "Traceback" not in error.message
+
+
 def server_log(server: Server) -> str:
     log = Path(server.data_dir / "server.log").read_text(errors="replace")[-3000:]
     stderr = sorted((server.data_dir / "jobs").glob("*/stderr.log"))

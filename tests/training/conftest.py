@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from openrft.training.config import TrainingConfig, parse_config
+from openrft.training.config import TrainingConfig
+from openrft.training.dialects import load
 from openrft.training.models import build_tiny_model
 
 # A reward with variance even for a random model: partial credit for common characters.
@@ -70,7 +71,7 @@ def make_config(tiny_model: Path, sums_file: Path) -> Any:
             "n_checkpoints": 1,
         }
         data.update(overrides)
-        return parse_config(data)
+        return load(data, dialect="native")
 
     return make
 

@@ -10,8 +10,9 @@ import yaml
 from typer.testing import CliRunner
 
 from openrft.cli import train as train_cli
+from openrft.cli.exits import Group
 
-app = typer.Typer()
+app = typer.Typer(cls=Group)  # the CLI's entry point: errors become exit codes there
 app.command()(train_cli.train)
 app.command()(train_cli.export)
 

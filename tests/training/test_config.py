@@ -12,11 +12,10 @@ from openrft.training.config import (
     build_grpo_config,
     build_lora_config,
     build_sft_config,
-    load_config_file,
-    parse_config,
     structured_output_regex,
     total_steps,
 )
+from openrft.training.dialects import load, load_file
 
 GRADER = {
     "type": "string_check",
@@ -34,7 +33,7 @@ def test_every_field_is_documented() -> None:
 
 def test_unknown_keys_are_errors_with_a_suggestion_at_any_depth() -> None:
     with pytest.raises(ConfigError) as caught:
-        parse_config(
+        load(
             {
                 "training_file": "t.jsonl",
                 "grader": GRADER,
@@ -53,9 +52,9 @@ def test_unknown_keys_are_errors_with_a_suggestion_at_any_depth() -> None:
 
 def test_reinforcement_needs_a_grader_and_ranks_must_divide_the_batch() -> None:
     with pytest.raises(ConfigError, match="needs a `grader`"):
-        parse_config({"training_file": "t.jsonl"})
+        load({"training_file": "t.jsonl"})
     with pytest.raises(ConfigError, match="must divide by num_processes"):
-        parse_config(
+        load(
             {
                 "training_file": "t.jsonl",
                 "grader": GRADER,
@@ -70,13 +69,13 @@ def test_seekr_reward_components_are_accepted_as_the_grader() -> None:
     components = {
         "reward_components": {"graders": [{"type": "string_check", "operation": "equals"}]}
     }
-    config = parse_config({"training_file": "t.jsonl", "grader": components})
+    config = load({"training_file": "t.jsonl", "grader": components})
     assert config.grader is not None
     assert config.grader.type == "multi"
 
 
 def test_grpo_config_carries_every_knob(tmp_path: Path) -> None:
-    config = parse_config(
+    config = load(
         {
             "training_file": "t.jsonl",
             "grader": GRADER,
@@ -108,7 +107,7 @@ def test_grpo_config_carries_every_knob(tmp_path: Path) -> None:
 
 
 def test_lora_and_sft_builders(tmp_path: Path) -> None:
-    config = parse_config(
+    config = load(
         {
             "training_file": "t.jsonl",
             "grader": GRADER,
@@ -123,14 +122,14 @@ def test_lora_and_sft_builders(tmp_path: Path) -> None:
     sft = build_sft_config(config.sft_warmup, config, tmp_path, n_rows=12)
     assert sft.max_steps == 6
     assert sft.per_device_train_batch_size == 5
-    assert parse_config({"training_file": "t", "grader": GRADER, "lora": None}).lora is None
+    assert load({"training_file": "t", "grader": GRADER, "lora": None}).lora is None
 
 
 def test_config_file_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     (tmp_path / "train.jsonl").write_text("{}\n")
     path = tmp_path / "job.yaml"
     path.write_text("training_file: train.jsonl\ngrader:\n  type: format_check\n")
-    assert load_config_file(path).training_file == str(tmp_path / "train.jsonl")
+    assert load_file(path).training_file == str(tmp_path / "train.jsonl")
 
 
 def test_response_format_constrains_vllm_generation(make_config: Any) -> None:

@@ -8,7 +8,7 @@ import yaml
 from openrft.errors import ConfigError
 from openrft.graders import load_grader
 from openrft.training.config import LoraSettings, SFTSettings, TrainingConfig
-from openrft.training.dialects import detect_dialect, load_training_config, to_training_config
+from openrft.training.dialects import detect_dialect, load
 
 REWARD = {"format_reward_weight": 0.1, "graders": [{"type": "string_check", "operation": "equals"}]}
 GRADER = load_grader({"reward_components": REWARD}).model_dump(mode="json", exclude_none=True)
@@ -60,14 +60,14 @@ def rl_job(**settings: Any) -> dict[str, Any]:
 
 def problems(data: dict[str, Any]) -> tuple[str, dict[str, str]]:
     with pytest.raises(ConfigError) as caught:
-        to_training_config(data)
+        load(data)
     title = str(caught.value).splitlines()[0]
     return title, {p.where: p.message for p in caught.value.problems}
 
 
 def test_each_dialect_maps_to_the_same_config() -> None:
     assert [detect_dialect(d) for d in (OPENAI, SEEKR, NATIVE)] == ["openai", "seekrflow", "native"]
-    configs = [to_training_config(d) for d in (OPENAI, SEEKR, NATIVE)]
+    configs = [load(d) for d in (OPENAI, SEEKR, NATIVE)]
     assert configs[0] == configs[1] == configs[2]
     config = configs[0]
     assert config.grader is not None
@@ -82,16 +82,16 @@ def test_files_in_yaml_and_json_load_alike(tmp_path: Path) -> None:
     yaml_file.write_text(yaml.safe_dump(SEEKR))
     json_file = tmp_path / "job.json"
     json_file.write_text(json.dumps(OPENAI))
-    from_yaml, from_json = load_training_config(yaml_file), load_training_config(json_file)
+    from_yaml, from_json = load(yaml_file), load(json_file)
     assert from_yaml == from_json
     assert from_yaml.training_file == str(tmp_path / "train.jsonl")  # relative to the config
     assert from_yaml.validation_file == "valid.jsonl"  # does not exist there: left as given
-    assert load_training_config(NATIVE) == to_training_config(NATIVE)
+    assert load(NATIVE) == load(NATIVE)
 
 
 def test_openai_auto_means_native_defaults() -> None:
     job = {**OPENAI, "method": {"type": "reinforcement", "reinforcement": {"grader": GRADER}}}
-    config = to_training_config(job)
+    config = load(job)
     defaults = TrainingConfig.model_fields
     for field in ("batch_size", "n_epochs", "learning_rate", "eval_interval", "eval_samples"):
         assert getattr(config, field) == defaults[field].default, field
@@ -100,7 +100,7 @@ def test_openai_auto_means_native_defaults() -> None:
     keys = ("batch_size", "n_epochs", "learning_rate_multiplier", "eval_interval", "eval_samples")
     explicit = dict.fromkeys((*keys, "compute_multiplier"), "auto")
     job["method"]["reinforcement"]["hyperparameters"] = explicit  # type: ignore[index]
-    assert to_training_config(job) == config
+    assert load(job) == config
 
 
 @pytest.mark.parametrize(
@@ -108,13 +108,13 @@ def test_openai_auto_means_native_defaults() -> None:
 )
 def test_compute_multiplier_scales_generations(multiplier: float, generations: int) -> None:
     hyper = {"compute_multiplier": multiplier}
-    assert to_training_config(rl_job(hyperparameters=hyper)).num_generations == generations
+    assert load(rl_job(hyperparameters=hyper)).num_generations == generations
 
 
 @pytest.mark.parametrize(("effort", "tokens"), [("low", 128), ("medium", 256), ("high", 512)])
 def test_reasoning_effort_sets_completion_budget(effort: str, tokens: int) -> None:
     hyper = {"reasoning_effort": effort, "eval_interval": 5, "eval_samples": 7}
-    config = to_training_config(rl_job(hyperparameters=hyper))
+    config = load(rl_job(hyperparameters=hyper))
     assert config.max_completion_length == tokens
     assert (config.eval_interval, config.eval_samples) == (5, 7)
 
@@ -128,10 +128,10 @@ def test_openai_response_format_passes_the_schema_through() -> None:
     for response_format in (wrapped, schema):
         settings = {"grader": GRADER, "response_format": response_format}
         job = {**OPENAI, "method": {"type": "reinforcement", "reinforcement": settings}}
-        assert to_training_config(job).response_format == schema
+        assert load(job).response_format == schema
     settings = {"grader": GRADER, "response_format": {"type": "text"}}
     job = {**OPENAI, "method": {"type": "reinforcement", "reinforcement": settings}}
-    assert to_training_config(job).response_format is None
+    assert load(job).response_format is None
 
 
 def test_supervised_jobs_in_every_dialect() -> None:
@@ -165,7 +165,7 @@ def test_supervised_jobs_in_every_dialect() -> None:
         "method": "supervised",
         "sft_warmup": stage.model_dump(),
     }
-    configs = [to_training_config(d) for d in (openai, legacy, seekr, native)]
+    configs = [load(d) for d in (openai, legacy, seekr, native)]
     assert all(c == configs[0] for c in configs)
     assert configs[0].method == "supervised"
     assert configs[0].sft_warmup == stage
@@ -179,14 +179,14 @@ def test_seekr_defaults_and_rules() -> None:
         "n_epochs": 1,
         "fine_tune_type": "reinforcement",
     }
-    config = to_training_config(bare)
+    config = load(bare)
     assert config.lora is None  # no lora_config: a full fine-tune, as in SeekrFlow
     assert config.grader is not None
     assert config.grader.type == "multi"
     assert config.grader.calculate_output == "0.1 * format + 0.9 * math_accuracy"
-    lora = to_training_config({**bare, "lora_config": {"extras": {"target_modules": "all-linear"}}})
+    lora = load({**bare, "lora_config": {"extras": {"target_modules": "all-linear"}}})
     assert lora.lora == LoraSettings(r=8, alpha=32, dropout=0.1, target_modules="all-linear")
-    assert to_training_config({**bare, "max_length": 96}).max_completion_length == 96
+    assert load({**bare, "max_length": 96}).max_completion_length == 96
 
 
 def test_seekr_refusals_reported_together() -> None:
@@ -273,7 +273,7 @@ def test_mixed_and_unsupported_forms() -> None:
 def test_the_documented_examples_load() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "training-config.md").read_text()
     blocks = [b.split("```", 1)[0] for b in doc.split("```yaml\n")[1:]]
-    openai, seekr = (to_training_config(yaml.safe_load(b)) for b in blocks)
+    openai, seekr = (load(yaml.safe_load(b)) for b in blocks)
     assert openai.method == seekr.method == "reinforcement"
     assert (openai.n_epochs, openai.suffix) == (seekr.n_epochs, seekr.suffix) == (2, "arithmetic")
     assert openai.response_format == {

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from openrft.graders import grade
-from openrft.training.config import load_config_file
+from openrft.training.dialects import load_file
 from openrft.training.grpo import run
 
 DEMO = Path(__file__).parents[2] / "examples" / "demo"
@@ -28,7 +28,7 @@ def test_demo_data_is_what_the_generator_writes() -> None:
 
 
 def test_demo_grader_scores_the_last_integer() -> None:
-    config = load_config_file(DEMO / "sums.yaml")
+    config = load_file(DEMO / "sums.yaml")
     assert config.grader is not None
     assert config.model == "smollm2-135m-instruct"
     item = {"reference_answer": "21"}
@@ -39,7 +39,7 @@ def test_demo_grader_scores_the_last_integer() -> None:
 
 
 def test_demo_config_runs(tiny_model: Path, tmp_path: Path, read_lines: Any) -> None:
-    config = load_config_file(DEMO / "sums.yaml")
+    config = load_file(DEMO / "sums.yaml")
     small = {"model": str(tiny_model), "max_steps": 1, "eval_samples": 2, "num_generations": 2}
     result = run(config.model_copy(update=small), tmp_path)
     assert result.steps == 1

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from openrft.serving.app import create_app
-from openrft.serving.local import serve_in_thread
-from openrft.serving.scripted import Script, ScriptedBackend
+from openrft.inference.app import create_app
+from openrft.inference.local import serve_in_thread
+from openrft.inference.scripted import Script, ScriptedBackend
 from openrft.training.grpo import run
 
 RULES = [

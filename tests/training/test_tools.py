@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 
 from openrft.graders import Sample, grade, load_grader
 from openrft.training.grpo import run
-from openrft.training.rows import grpo_records, load_rows
+from openrft.training.records import grpo_records, load_rows
 
 WEATHER = {
     "type": "function",

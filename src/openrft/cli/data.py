@@ -17,12 +17,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from openrft.cli.graders import fail
+from openrft.cli.exits import EXIT_INVALID, Group
 from openrft.data import DatasetReport, validate_dataset
-from openrft.errors import MissingResourceError, OpenRFTError
+from openrft.errors import MissingResourceError
 from openrft.graders import Grader, load_grader_file
 
-app = typer.Typer(help="Check chat-format JSONL datasets.", no_args_is_help=True)
+app = typer.Typer(cls=Group, help="Check chat-format JSONL datasets.", no_args_is_help=True)
 
 
 @app.callback()
@@ -46,18 +46,15 @@ def validate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """List every problem (file:line: what to do) and print statistics; exit 2 on problems."""
-    try:
-        spec: Grader | None = load_grader_file(grader) if grader else None
-        tokenizer, context = load_tokenizer(model) if model else (None, None)
-    except OpenRFTError as exc:
-        raise fail(exc) from None
+    spec: Grader | None = load_grader_file(grader) if grader else None
+    tokenizer, context = load_tokenizer(model) if model else (None, None)
     report = validate_dataset(file, spec, tokenizer, max_prompt_tokens or context)
     if as_json:
         typer.echo(json.dumps(report_json(report), indent=2))
     else:
         print_report(report)
     if not report.ok:
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_INVALID)
 
 
 def load_tokenizer(model: str) -> tuple[Any, int | None]:

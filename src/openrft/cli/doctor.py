@@ -6,7 +6,6 @@ reports it applied (uid, Landlock ABI, seccomp). It does NOT change anything on 
 
 from __future__ import annotations
 
-import typer
 from rich.console import Console
 from rich.table import Table
 
@@ -15,10 +14,10 @@ from openrft.graders.sandbox import (
     LAYER_NAMES,
     Layers,
     SandboxLimits,
+    SandboxWorker,
     check_policy,
     detect_layers,
 )
-from openrft.graders.sandbox_process import Worker
 
 _WHAT = {
     "bubblewrap": "namespaces: no network, no host files, own pid tree, bounded /tmp",
@@ -31,7 +30,7 @@ _WHAT = {
 
 
 def doctor() -> None:
-    """Print the python-grader sandbox layers in force here; exit 1 if untrusted code is refused."""
+    """Print the python-grader sandbox layers in force here; exit 3 if untrusted code is refused."""
     out = Console()
     limits = SandboxLimits()
     layers = detect_layers()
@@ -47,15 +46,15 @@ def doctor() -> None:
     out.print(table)
     try:
         check_policy(layers, limits)
-    except SandboxError as exc:
-        out.print(f"[red]untrusted python graders: refused[/red]\n{exc}", highlight=False)
-        raise typer.Exit(1) from None
+    except SandboxError:
+        out.print("[red]untrusted python graders: refused[/red]")
+        raise  # the CLI's entry point prints why and exits EXIT_UNAVAILABLE
     out.print(f"worker self-report: {_probe(limits, layers)}", highlight=False)
     out.print("[green]untrusted python graders: allowed[/green]")
 
 
 def _probe(limits: SandboxLimits, layers: Layers) -> str:
-    worker = Worker("def grade(sample, item):\n    return 1.0\n", limits, layers)
+    worker = SandboxWorker("def grade(sample, item):\n    return 1.0\n", limits, layers)
     try:
         failure = worker.start()
         return str(worker.layers_applied) if failure is None else f"FAILED: {failure.details}"

@@ -14,25 +14,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from openrft.errors import DatasetError, OpenRFTError, Problem, ProblemsError
+from openrft.cli.exits import EXIT_FAILED, Group
+from openrft.errors import DatasetError, Problem
 from openrft.graders import GradeContext, Sample, grade, load_grader_file
 from openrft.graders.audit import AuditReport, AuditRow, audit
 
-app = typer.Typer(help="Validate, run and audit graders.", no_args_is_help=True)
-err = Console(stderr=True)
+app = typer.Typer(cls=Group, help="Validate, run and audit graders.", no_args_is_help=True)
 
 SpecArg = Annotated[Path, typer.Argument(help="Grader spec, JSON or YAML, either dialect.")]
-
-
-def fail(exc: OpenRFTError) -> typer.Exit:
-    """Print every problem and return the exit to raise (code 2: invalid input)."""
-    if isinstance(exc, ProblemsError):
-        err.print(f"[red]error:[/red] {str(exc).splitlines()[0]}", highlight=False)
-        for problem in exc.problems:
-            err.print(f"  {problem}", highlight=False, markup=False)
-    else:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-    return typer.Exit(2)
 
 
 def _arg_text(value: str) -> str:
@@ -57,10 +46,7 @@ def _arg_json(value: str, what: str) -> Any:
 @app.command()
 def validate(spec: SpecArg) -> None:
     """Check a grader spec; print the normalized JSON (exit 0) or every problem (exit 2)."""
-    try:
-        grader = load_grader_file(spec)
-    except OpenRFTError as exc:
-        raise fail(exc) from None
+    grader = load_grader_file(spec)
     typer.echo(json.dumps(grader.model_dump(mode="json", exclude_none=True), indent=2))
 
 
@@ -72,16 +58,13 @@ def run(
     tools: Annotated[str | None, typer.Option(help="output_tools JSON list, or @file.")] = None,
 ) -> None:
     """Grade one sample; print OpenAI's grader run response JSON."""
-    try:
-        grader = load_grader_file(spec)
-        item_value = _arg_json(item, "item")
-        tool_calls = _arg_json(tools, "tools") if tools else None
-        if not isinstance(item_value, dict):
-            raise DatasetError([Problem("--item", "must be a JSON object, e.g. '{\"a\": 1}'")])
-        sampled = Sample.from_text(_arg_text(sample), tool_calls)
-        result = grade(grader, sampled, item_value, GradeContext.from_environment())
-    except OpenRFTError as exc:
-        raise fail(exc) from None
+    grader = load_grader_file(spec)
+    item_value = _arg_json(item, "item")
+    tool_calls = _arg_json(tools, "tools") if tools else None
+    if not isinstance(item_value, dict):
+        raise DatasetError([Problem("--item", "must be a JSON object, e.g. '{\"a\": 1}'")])
+    sampled = Sample.from_text(_arg_text(sample), tool_calls)
+    result = grade(grader, sampled, item_value, GradeContext.from_environment())
     typer.echo(result.model_dump_json(indent=2))
 
 
@@ -97,17 +80,14 @@ def audit_command(
     """Score adversarial completions (empty, prompt echo, all answers, …) on every row.
 
     Exit 1 when a probe earns a high reward, so CI can gate on it."""
-    try:
-        grader = load_grader_file(spec)
-        report = audit(grader, read_audit_rows(data), threshold, GradeContext.from_environment())
-    except OpenRFTError as exc:
-        raise fail(exc) from None
+    grader = load_grader_file(spec)
+    report = audit(grader, read_audit_rows(data), threshold, GradeContext.from_environment())
     if as_json:
         typer.echo(json.dumps(_report_json(report), indent=2))
     else:
         _print_report(report)
     if report.flagged:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 def read_audit_rows(path: Path) -> list[AuditRow]:

@@ -3,8 +3,9 @@
 Talks HTTP (httpx) to `--base-url` (`$OPENRFT_BASE_URL`, default http://127.0.0.1:8000/v1) with
 `--api-key` (`$OPENRFT_API_KEY`). `--follow` polls the job and shows a progress bar with the
 latest train/valid reward until the job ends. Register with
-`app.add_typer(jobs.app, name="jobs")`. API errors print OpenAI's message and exit 2 (the
-request was refused) or 1 (the job failed).
+`app.add_typer(jobs.app, name="jobs")`. A refused or unanswered call raises `ApiCallError`
+(`client.py`), which prints the server's message and exits 5 (`EXIT_API`); a followed job that
+fails exits 1.
 """
 
 from __future__ import annotations
@@ -14,58 +15,22 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from openrft.cli.client import Client
+from openrft.cli.exits import EXIT_FAILED, Group
 from openrft.graders import read_spec_file
 
-app = typer.Typer(help="Fine-tuning jobs on an OpenRFT server.", no_args_is_help=True)
+app = typer.Typer(cls=Group, help="Fine-tuning jobs on an OpenRFT server.", no_args_is_help=True)
 out = Console()
-err = Console(stderr=True)
 FINAL = ("succeeded", "failed", "cancelled")
 
 BaseUrl = Annotated[str, typer.Option(envvar="OPENRFT_BASE_URL", help="API root, ending in /v1.")]
 ApiKey = Annotated[str, typer.Option(envvar="OPENRFT_API_KEY", help="API key (Bearer).")]
 Follow = Annotated[bool, typer.Option("--follow", "-f", help="Stream progress until the end.")]
 DEFAULT_URL = "http://127.0.0.1:8000/v1"
-
-
-class Client:
-    """A thin JSON client; raises `typer.Exit(2)` after printing an API error."""
-
-    def __init__(self, base_url: str, api_key: str) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=60)
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.http.close()
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            err.print(f"[red]error:[/red] cannot reach {self.http.base_url}: {exc}")
-            raise typer.Exit(2) from None
-        if response.is_error:
-            try:
-                message = response.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = response.text
-            err.print(f"[red]error ({response.status_code}):[/red] {message}", markup=True)
-            raise typer.Exit(2)
-        return response.json()
-
-    def upload(self, path: Path, purpose: str) -> str:
-        with path.open("rb") as handle:
-            files = {"file": (path.name, handle, "application/jsonl")}
-            body = self.call("POST", "/files", files=files, data={"purpose": purpose})
-        err.print(f"uploaded {path} as {body['id']}")
-        return str(body["id"])
 
 
 def _file_id(client: Client, value: str | None, purpose: str) -> str | None:
@@ -266,7 +231,7 @@ def _follow(client: Client, job_id: str) -> None:
         + (f" → {job['fine_tuned_model']}" if job.get("fine_tuned_model") else "")
     )
     if job["status"] == "failed":
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _reward_text(scores: dict[str, Any]) -> str:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from openrft.cli.exits import Group
 from openrft.service.settings import Settings
 from openrft.service.supervisor import Supervisor
 
@@ -27,7 +29,7 @@ DatabaseUrl = Annotated[
     typer.Option(help="Store URL, e.g. postgresql://user@host/db; default SQLite in data dir."),
 ]
 
-keys = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+keys: typer.Typer = typer.Typer(cls=Group, help="Manage API keys.", no_args_is_help=True)
 
 
 def _settings(data_dir: Path | None, database_url: str | None, **extra: object) -> Settings:
@@ -137,9 +139,7 @@ def create_key(
     typer.echo(key)
 
 
-if __name__ == "__main__":
-    app = typer.Typer()
-    app.command()(serve)
-    app.command()(worker)
-    app.add_typer(keys, name="keys")
-    app()
+if __name__ == "__main__":  # `python -m openrft.cli.serve serve|worker|keys …`, as `openrft …`
+    from openrft.cli import main
+
+    main(sys.argv[1:])

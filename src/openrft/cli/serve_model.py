@@ -1,18 +1,18 @@
 """`openrft serve-model`: serve a model (or a scripted judge) over an OpenAI-compatible API.
 
-A thin shell over `openrft.serving`: it builds the backend, then runs uvicorn. The lead registers
-`serve_model` on the root app as `serve-model`; `python -m openrft.cli.serve_model` runs it alone.
+A thin shell over `openrft.inference`: it builds the backend, then runs uvicorn. The root app
+registers `serve_model` as `serve-model`; `python -m openrft.cli.serve_model ARGS` is
+`openrft serve-model ARGS`.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from openrft.errors import ConfigError
 
 
 def serve_model(
@@ -41,27 +41,25 @@ def serve_model(
     """Serve /v1/chat/completions and /v1/models for one model, OpenAI-compatible."""
     import uvicorn
 
-    from openrft.serving.app import create_app
-    from openrft.serving.backends import Backend, load_backend
-    from openrft.serving.scripted import ScriptedBackend
+    from openrft.inference.app import create_app
+    from openrft.inference.backends import Backend, load_backend
+    from openrft.inference.scripted import ScriptedBackend
 
     if (model is None) == (scripted is None):
         raise typer.BadParameter("give either a MODEL path or --scripted FILE (not both)")
     api_key = os.environ.get(api_key_env) if api_key_env else None
     if api_key_env and not api_key:
         raise typer.BadParameter(f"${api_key_env} is not set", param_hint="--api-key-env")
-    try:
-        served: Backend = (
-            ScriptedBackend.from_file(scripted, name or "scripted")
-            if scripted is not None
-            else load_backend(str(model), backend, name, max_tokens)
-        )
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+    served: Backend = (
+        ScriptedBackend.from_file(scripted, name or "scripted")
+        if scripted is not None
+        else load_backend(str(model), backend, name, max_tokens)
+    )
     typer.echo(f"serving {served.name!r} on http://{host}:{port}/v1", err=True)
     uvicorn.run(create_app(served, api_key), host=host, port=port, log_level="warning")
 
 
 if __name__ == "__main__":
-    typer.run(serve_model)
+    from openrft.cli import main  # its entry point turns errors into exit codes
+
+    main(["serve-model", *sys.argv[1:]])

@@ -1,7 +1,7 @@
 """`openrft setup wordnet`: install optional offline resources into this environment.
 
-Exit codes: 0 installed (or already there), 1 it could not be installed (the message says why and
-what to try instead).
+Exit codes: 0 installed (or already there), 3 (`EXIT_UNAVAILABLE`) it could not be installed (the
+message says why and what to try instead).
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.text import Text
 
-from openrft.errors import MissingResourceError
-from openrft.graders.wordnet import install_wordnet
+from openrft.cli.exits import Group
+from openrft.graders.metrics.wordnet import install_wordnet
 
-app = typer.Typer(help="Install optional resources (offline data) into this environment.")
-err = Console(stderr=True)
+app = typer.Typer(
+    cls=Group, help="Install optional resources (offline data) into this environment."
+)
 
 
 @app.callback()
@@ -45,9 +45,4 @@ def wordnet(
     """Install WordNet 3.0 (needed by the METEOR metric) where nltk finds it, without nltk's
     downloader. Safe to run again."""
     out = Console()
-    try:
-        install_wordnet(data_dir, source, log=None if quiet else out.print)
-    except MissingResourceError as exc:
-        # soft_wrap: paths and commands in the message must stay copy-pasteable.
-        err.print(Text.assemble(("error: ", "red"), str(exc)), soft_wrap=True)
-        raise typer.Exit(1) from None
+    install_wordnet(data_dir, source, log=None if quiet else out.print)

@@ -18,16 +18,20 @@ from typing import Annotated
 
 import typer
 
-from openrft.cli.graders import fail
+from openrft.cli.exits import EXIT_FAILED, Group
 from openrft.cli.serve import DatabaseUrl, DataDir
-from openrft.errors import OpenRFTError
 from openrft.service import tenancy
 from openrft.service.settings import Settings
 from openrft.service.store import Store
 
-secrets = typer.Typer(help="Per-project secrets, for ${secret:NAME} in endpoint headers.")
-models = typer.Typer(help="Base models that jobs through the API may name.")
-quotas = typer.Typer(help="Per-project limits (active jobs, steps, epochs, processes, bytes).")
+# annotated: mypy cannot infer them through the import cycle with `openrft.cli`
+secrets: typer.Typer = typer.Typer(
+    cls=Group, help="Per-project secrets, for ${secret:NAME} in endpoint headers."
+)
+models: typer.Typer = typer.Typer(cls=Group, help="Base models that jobs through the API may name.")
+quotas: typer.Typer = typer.Typer(
+    cls=Group, help="Per-project limits (active jobs, steps, epochs, processes, bytes)."
+)
 
 Project = Annotated[str, typer.Option(help="The project.")]
 
@@ -54,10 +58,7 @@ def set_secret(
 ) -> None:
     """Set NAME for PROJECT; the value is read from stdin (or a hidden prompt)."""
     store, _ = _store(data_dir, database_url)
-    try:
-        tenancy.set_secret(store, project, name, _read_value())
-    except OpenRFTError as exc:
-        raise fail(exc) from None
+    tenancy.set_secret(store, project, name, _read_value())
     typer.echo(f"Set secret {name} for project {project!r}; use it as ${{secret:{name}}}.")
 
 
@@ -82,7 +83,7 @@ def delete_secret(
     store, _ = _store(data_dir, database_url)
     if not tenancy.delete_secret(store, project, name):
         typer.echo(f"project {project!r} has no secret {name!r}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @models.command("add")
@@ -95,10 +96,7 @@ def add_model(
     """Register base model NAME (jobs through the API may then train it)."""
     store, _ = _store(data_dir, database_url)
     local = Path(source).expanduser()
-    try:
-        tenancy.add_model(store, name, str(local.resolve()) if local.exists() else source)
-    except OpenRFTError as exc:
-        raise fail(exc) from None
+    tenancy.add_model(store, name, str(local.resolve()) if local.exists() else source)
     typer.echo(f"Registered base model {name!r}")
 
 
@@ -116,7 +114,7 @@ def remove_model(name: str, data_dir: DataDir = None, database_url: DatabaseUrl 
     store, _ = _store(data_dir, database_url)
     if not tenancy.remove_model(store, name):
         typer.echo(f"no registered model {name!r}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 Limit = Annotated[int | None, typer.Option(min=1)]

@@ -6,7 +6,8 @@ running `python -m openrft.training.grpo`; `accelerate launch --cpu --num_proces
 used because it silently starts a single process on CPU. A config's `accelerate_config` (DeepSpeed
 or FSDP on GPUs) switches the launcher to `accelerate launch --config_file`.
 
-Exit codes: 0 done (also when a budget paused the run), 2 invalid input, 75 paused because
+Exit codes (`exits.py`): 0 done (also when a budget paused the run), 1 a rank failed, 2 invalid
+input, 3 a resource missing here, 4 too many samples failed to grade, 75 paused because
 `RUN_DIR/PAUSE` asked it to (the service's worker does; `--resume` continues).
 """
 
@@ -23,9 +24,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from openrft.cli.graders import fail
-from openrft.errors import OpenRFTError
-from openrft.training.config import TrainingConfig, load_config_file
+from openrft.cli.exits import EXIT_FAILED
+from openrft.training.config import TrainingConfig
+from openrft.training.dialects import load_file
 from openrft.training.rundir import EXIT_PAUSED, paused_info
 
 out = Console()
@@ -43,23 +44,27 @@ def train(
     num_processes: Annotated[
         int | None, typer.Option(help="Data-parallel ranks (default: the config's).")
     ] = None,
+    dialect: Annotated[
+        str | None,
+        typer.Option(
+            help="The config's form (native, openai, seekrflow, service); default: "
+            "recognised from its keys."
+        ),
+    ] = None,
 ) -> None:
     """Fine-tune a model with GRPO (or SFT) as CONFIG says."""
     started = time.perf_counter()
-    try:
-        config = load_config_file(config_path)
-        if num_processes is not None:
-            config = config.model_copy(update={"num_processes": num_processes})
-        target = output_dir or _run_dir_of(resume) or _fresh_dir(config, config_path)
-        out.print(f"output: {target}")
-        if config.num_processes > 1:
-            _launch(config, target, resume)
-        else:
-            from openrft.training.grpo import run
+    config = load_file(config_path, dialect)
+    if num_processes is not None:
+        config = config.model_copy(update={"num_processes": num_processes})
+    target = output_dir or _run_dir_of(resume) or _fresh_dir(config, config_path)
+    out.print(f"output: {target}")
+    if config.num_processes > 1:
+        _launch(config, target, resume)
+    else:
+        from openrft.training.grpo import run
 
-            run(config, target, resume=resume, progress=True)
-    except OpenRFTError as exc:
-        raise fail(exc) from None
+        run(config, target, resume=resume, progress=True)
     _summary(target)
     out.print(f"done in {time.perf_counter() - started:.0f} s")
     paused = paused_info(target)
@@ -75,10 +80,7 @@ def export(
     """Export a checkpoint as a plain transformers model directory."""
     from openrft.training.export import merge as merge_checkpoint
 
-    try:
-        merge_checkpoint(checkpoint, merge)
-    except OpenRFTError as exc:
-        raise fail(exc) from None
+    merge_checkpoint(checkpoint, merge)
     out.print(f"merged model: {merge}")
 
 
@@ -128,7 +130,7 @@ def _launch(config: TrainingConfig, target: Path, resume: Path | None) -> None:
     command = launch_command(config, config_json, target, resume)
     completed = subprocess.run(command, check=False)  # noqa: S603  # our own interpreter
     if completed.returncode:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _summary(target: Path) -> None:

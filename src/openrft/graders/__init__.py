@@ -3,8 +3,28 @@
 Specs come from `load_grader` (either dialect: OpenAI grader JSON, or SeekrFlow
 `reward_components`). Each grader type lives in its own module exposing
 `grade_batch(spec, samples, items, context) -> Sequence[GradeResult]` (a list, or a
-`GradeResults` that builds each result on first access); the literal dict below maps `type` to
-that module, imported on first use so loading the engine stays light (no torch here).
+`GradeResults` that builds each result on first access); `registry.py` has one row per type
+naming that module, imported on first use so loading the engine stays light (no torch here).
+
+The package, by concern:
+
+    registry.py      one row per grader type: its spec model, the module grading it, whether
+                     it waits on the network
+    spec.py          the specs (pydantic, OpenAI's class and field names) and `parse_grader`
+    seekr.py         SeekrFlow `reward_components` -> the same spec tree
+    string_check.py, text_similarity.py, model_grader.py (score_model, label_model),
+    python_grader.py, endpoint.py, multi.py, format_check.py, math_accuracy.py
+                     the grader types, each exposing `grade_batch`
+    metrics/         the numbers behind text_similarity: BLEU/GLEU/ROUGE, WordNet, embeddings
+    sandbox/         the python grader's isolation layers, its workers and their pool
+    sample.py, template.py, result.py, context.py
+                     what a grader reads, renders and returns, and what a deployment tells it
+    expression.py    multi's `calculate_output`, parsed and evaluated without `eval`
+    judges.py, retry.py, outbound.py
+                     calling out: where judges live, retries, which hosts a tenant may reach
+    audit.py         reward-hacking probes run through the real graders
+
+(`docs/graders.md` is generated from the registry and the specs by `openrft.docgen.graders`.)
 """
 
 from __future__ import annotations
@@ -20,6 +40,7 @@ import yaml
 
 from openrft.errors import Problem, SpecError
 from openrft.graders.context import GradeContext
+from openrft.graders.registry import grader_type
 from openrft.graders.result import GraderErrors, GradeResult, GradeResults
 from openrft.graders.sample import Item, Sample
 from openrft.graders.spec import Grader, parse_grader
@@ -38,23 +59,11 @@ __all__ = [
     "load_grader_file",
 ]
 
-MODULES: dict[str, str] = {
-    "string_check": "openrft.graders.string_check",
-    "text_similarity": "openrft.graders.text_similarity",
-    "score_model": "openrft.graders.model_grader",
-    "label_model": "openrft.graders.model_grader",
-    "python": "openrft.graders.python_grader",
-    "endpoint": "openrft.graders.endpoint",
-    "multi": "openrft.graders.multi",
-    "format_check": "openrft.graders.format_check",
-    "math_accuracy": "openrft.graders.math_accuracy",
-}
-
 BatchGrader = Callable[[Any, Sequence[Sample], Sequence[Item], GradeContext], Sequence[GradeResult]]
 
 
 def _batch_grader(kind: str) -> BatchGrader:
-    fn: BatchGrader = importlib.import_module(MODULES[kind]).grade_batch
+    fn: BatchGrader = importlib.import_module(grader_type(kind).module).grade_batch
     return fn
 
 

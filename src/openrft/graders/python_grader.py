@@ -2,8 +2,8 @@
 
 `sample` is `Sample.namespace()` (a dict: `output_text`, `output_json`, `output_tools`,
 `output_answer`) and `item` the dataset row, both passed as JSON. One persistent sandboxed worker
-grades the whole batch (`sandbox_pool.py`); the layers and limits are `sandbox.py`'s, set per
-deployment with `GradeContext.options["python_grader"]` (keys: `SandboxLimits`' fields).
+grades the whole batch (`sandbox/pool.py`); the layers and limits are `sandbox/layers.py`'s, set
+per deployment with `GradeContext.options["python_grader"]` (keys: `SandboxLimits`' fields).
 
 Failures are data, one flag per kind:
 
@@ -27,14 +27,12 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from openrft.errors import ConfigError, GradingError
+from openrft.errors import ConfigError, GradingError, problems_from
 from openrft.graders.context import GradeContext
 from openrft.graders.result import GradeResult, GradeResults
 from openrft.graders.sample import Item, Sample
-from openrft.graders.sandbox import SandboxLimits, check_policy, detect_layers
-from openrft.graders.sandbox_pool import run_batch
-from openrft.graders.sandbox_process import Outcome
-from openrft.graders.spec import PythonGrader, problems_from
+from openrft.graders.sandbox import Outcome, SandboxLimits, check_policy, detect_layers, run_batch
+from openrft.graders.spec import PythonGrader
 
 ERROR_RATE_THRESHOLD = 0.2
 """A grading call fails the job when more than this share of its samples carry an error flag…"""
@@ -58,7 +56,7 @@ def limits_from(context: GradeContext) -> SandboxLimits:
         return SandboxLimits.model_validate(options)
     except ValidationError as exc:
         raise ConfigError(
-            problems_from(exc, options, "$.python_grader"), "invalid options"
+            problems_from(exc, SandboxLimits, "$.python_grader"), "invalid options"
         ) from None
 
 

@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
-from openrft.errors import Problem, SpecError
+from openrft.errors import Problem, SpecError, problems_from
 from openrft.graders.spec import (
     FormatCheckGrader,
     Grader,
@@ -53,11 +53,15 @@ from openrft.graders.spec import (
     SpecModel,
     StringCheckGrader,
     TextSimilarityGrader,
-    problems_from,
 )
 
 DEFAULT_FORMAT_REWARD_WEIGHT = 0.1
 """seekrai's default reward share for the `<think>…</think><answer>…</answer>` form."""
+DEFAULT_REWARD_COMPONENTS: dict[str, Any] = {
+    "format_reward_weight": DEFAULT_FORMAT_REWARD_WEIGHT,
+    "graders": [{"type": "math_accuracy", "weight": 0.9}],
+}
+"""What SeekrFlow trains a `REINFORCEMENT` job on when it has no `reward_components`."""
 WEIGHT_TOLERANCE = 1e-10
 """seekrai's tolerance when explicit weights must sum to 1.0."""
 ANSWER = "{{ sample.output_answer }}"
@@ -187,10 +191,7 @@ def _unwrap(data: Mapping[str, Any]) -> tuple[Any, str]:
         return data, "$"
     components = data["reward_components"]
     if components is None:  # seekrai's TrainingConfig default for REINFORCEMENT jobs
-        components = {
-            "format_reward_weight": 0.1,
-            "graders": [{"type": "math_accuracy", "weight": 0.9}],
-        }
+        components = DEFAULT_REWARD_COMPONENTS
     return components, "$.reward_components"
 
 
@@ -269,7 +270,7 @@ def _grader(entry: Any, where: str, problems: list[Problem]) -> SeekrGrader | No
     try:
         return None if unknown else model.model_validate({**data, "type": kind})
     except ValidationError as exc:
-        problems += problems_from(exc, data, where)
+        problems += problems_from(exc, model, where)
         return None
 
 
@@ -333,7 +334,7 @@ def build_tree(format_weight: float, graders: list[tuple[SeekrGrader, float]]) -
     terms = [f"{format_weight!r} * format"]
     for grader, weight in graders:
         key = _unique(_base_name(grader), tree)
-        tree[key] = compile_grader(grader, key)
+        tree[key] = seekr_grader_spec(grader, key)
         terms.append(f"{weight!r} * {key}")
     return MultiGrader(name="reward_components", graders=tree, calculate_output=" + ".join(terms))
 
@@ -352,7 +353,7 @@ def _unique(name: str, taken: Mapping[str, Any]) -> str:
     return candidate
 
 
-def compile_grader(grader: SeekrGrader, name: str) -> Grader:
+def seekr_grader_spec(grader: SeekrGrader, name: str) -> Grader:
     """One SeekrFlow grader as an OpenRFT grader spec."""
     if isinstance(grader, SeekrFormatCheck):
         return FormatCheckGrader(name=name)

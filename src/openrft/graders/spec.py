@@ -7,6 +7,9 @@ OpenAI's grader types (`string_check`, `text_similarity`, `score_model`, `label_
 What OpenAI accepted is accepted here too: a grader without `name` (named after its `type`, or
 after its key in a `multi`'s `graders` dict), and `invalid_grade` / `pass_threshold` on `multi`.
 
+Which grader types exist is `graders/registry.py`'s to say: `GRADER_TYPES` and the `Grader`
+union are built from its rows, so a type is added there, not here (its model is written here).
+
 `parse_grader(data)` validates a spec and raises `SpecError` listing every problem with its JSON
 path and what to do. Running the graders lives in the sibling modules; nothing here grades.
 """
@@ -14,9 +17,10 @@ path and what to do. Running the graders lives in the sibling modules; nothing h
 from __future__ import annotations
 
 import ast
-import difflib
+import functools
+import operator
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 from urllib.parse import urlparse
 
 from pydantic import (
@@ -29,9 +33,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
-from openrft.errors import FormulaError, Problem, SpecError
+from openrft.errors import FormulaError, Problem, SpecError, did_you_mean, problems_from
 from openrft.graders import template
+from openrft.graders.registry import REGISTRY
 from openrft.graders.result import MAX_ABS_REWARD
 
 MAX_PYTHON_SOURCE_BYTES = 256 * 1024
@@ -336,19 +342,6 @@ class MathAccuracyGrader(SpecModel):
     _templates = field_validator("input", "reference")(_check_templates)
 
 
-LeafGrader: TypeAlias = Annotated[
-    StringCheckGrader
-    | TextSimilarityGrader
-    | ScoreModelGrader
-    | LabelModelGrader
-    | PythonGrader
-    | EndpointGrader
-    | FormatCheckGrader
-    | MathAccuracyGrader,
-    Field(discriminator="type"),
-]
-
-
 class MultiGrader(SpecModel):
     """Runs several graders and combines their rewards with `calculate_output`."""
 
@@ -421,19 +414,29 @@ class MultiGrader(SpecModel):
         return self
 
 
-Grader: TypeAlias = Annotated[LeafGrader | MultiGrader, Field(discriminator="type")]
+GRADER_TYPES: dict[str, type[SpecModel]] = {row.name: globals()[row.spec] for row in REGISTRY}
+"""Each grader type's spec model, in the registry's order."""
 
-GRADER_TYPES: dict[str, type[SpecModel]] = {
-    "string_check": StringCheckGrader,
-    "text_similarity": TextSimilarityGrader,
-    "score_model": ScoreModelGrader,
-    "label_model": LabelModelGrader,
-    "python": PythonGrader,
-    "endpoint": EndpointGrader,
-    "multi": MultiGrader,
-    "format_check": FormatCheckGrader,
-    "math_accuracy": MathAccuracyGrader,
-}
+if TYPE_CHECKING:  # mypy needs the unions spelled out; tests/graders/test_registry.py checks them
+    LeafGrader: TypeAlias = Annotated[
+        StringCheckGrader
+        | TextSimilarityGrader
+        | ScoreModelGrader
+        | LabelModelGrader
+        | PythonGrader
+        | EndpointGrader
+        | FormatCheckGrader
+        | MathAccuracyGrader,
+        Field(discriminator="type"),
+    ]
+    Grader: TypeAlias = Annotated[LeafGrader | MultiGrader, Field(discriminator="type")]
+else:
+    # From the registry: every type but `multi`, then `multi` (the order pydantic lists tags in).
+    LeafGrader = Annotated[
+        functools.reduce(operator.or_, [m for m in GRADER_TYPES.values() if m is not MultiGrader]),
+        Field(discriminator="type"),
+    ]
+    Grader = Annotated[LeafGrader | MultiGrader, Field(discriminator="type")]
 
 _ADAPTER: TypeAdapter[Grader] = TypeAdapter(Grader)
 
@@ -443,72 +446,20 @@ def parse_grader(data: Any) -> Grader:
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
-        raise SpecError(problems_from(exc, data), "invalid grader spec") from None
+        raise SpecError(spec_problems(exc), "invalid grader spec") from None
 
 
-def problems_from(exc: ValidationError, data: Any, root: str = "$") -> list[Problem]:
-    """Turn pydantic errors into `Problem`s with JSON paths and advice."""
-    problems = []
-    for error in exc.errors():
-        path, parent = _json_path(error["loc"], data, root)
-        problems.append(Problem(path, _advice(error, parent)))
-    return problems
+def spec_problems(exc: ValidationError, root: str = "$") -> list[Problem]:
+    """A grader spec's pydantic errors as `Problem`s at their JSON paths under `root`."""
+    return problems_from(exc, Grader, root, advice=_advice)
 
 
-def _json_path(loc: tuple[int | str, ...], data: Any, root: str) -> tuple[str, Any]:
-    """Walk `loc` through `data`, dropping pydantic's union-tag segments that are not real keys.
-
-    Returns the JSON path and the object holding the last key (for "did you mean" hints)."""
-    path, node = root, data
-    parent: Any = None
-    for part in loc:
-        if isinstance(node, Mapping) and part in node:
-            parent, node = node, node[part]
-            path += f".{part}" if str(part).isidentifier() else f"[{str(part)!r}]"
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            parent, node = node, node[part]
-            path += f"[{part}]"
-        elif isinstance(node, Mapping) and part not in node and not _is_tag(part):
-            path += f".{part}" if str(part).isidentifier() else f"[{str(part)!r}]"
-            parent, node = node, None
-    return path, parent
-
-
-def _is_tag(part: int | str) -> bool:
-    return isinstance(part, str) and (
-        part in GRADER_TYPES
-        or part in ("input_text", "output_text", "input_image")
-        or part.startswith(("list[", "str", "function-"))
-    )
-
-
-def _advice(error: Any, parent: Any) -> str:
-    kind, loc = error["type"], error["loc"]
-    msg: str = error["msg"]
-    field = str(loc[-1]) if loc else ""
-    if kind == "extra_forbidden":
-        return f"unknown key {field!r}{_did_you_mean(field, parent)}; remove it or fix its name"
-    if kind == "missing":
-        return f"required key {field!r} is missing; add it"
-    if kind == "union_tag_invalid":
-        tag = error.get("ctx", {}).get("tag", "?")
-        hint = difflib.get_close_matches(str(tag), GRADER_TYPES, n=1)
-        did = f" (did you mean {hint[0]!r}?)" if hint else ""
+def _advice(error: ErrorDetails) -> str | None:
+    """Grader wording for a missing or unknown `type` (the rest is `problems_from`'s)."""
+    if error["type"] == "union_tag_invalid":
+        tag = str(error.get("ctx", {}).get("tag", "?"))
+        did = did_you_mean(tag, list(GRADER_TYPES))
         return f"unknown grader type {tag!r}{did}; use one of {', '.join(GRADER_TYPES)}"
-    if kind == "union_tag_not_found":
+    if error["type"] == "union_tag_not_found":
         return 'every grader needs a `type`, e.g. "type": "string_check"'
-    if kind == "literal_error":
-        return msg.replace("Input should be", "must be")
-    if kind == "value_error":
-        return msg.removeprefix("Value error, ")
-    return msg
-
-
-def _did_you_mean(field: str, parent: Any) -> str:
-    if not isinstance(parent, Mapping):
-        return ""
-    model = GRADER_TYPES.get(str(parent.get("type")))
-    if model is None:
-        return ""
-    hint = difflib.get_close_matches(field, model.model_fields, n=1)
-    return f" (did you mean {hint[0]!r}?)" if hint else ""
+    return None

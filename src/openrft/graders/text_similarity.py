@@ -7,7 +7,7 @@
 | `gleu` | nltk `sentence_gleu` (n-grams of orders 1–4) |
 | `meteor` | nltk `meteor_score` with WordNet 3.0 (alpha 0.9, beta 3, gamma 0.5) |
 | `rouge_1`…`rouge_5`, `rouge_l` | rouge-score F-measure of `rouge1`…`rouge5`/`rougeL`, no stemmer |
-| `cosine` | cosine similarity of sentence embeddings (see `graders/embedding.py`) |
+| `cosine` | cosine similarity of sentence embeddings (see `graders/metrics/embedding.py`) |
 
 Choices OpenAI does not document, made here and fixed by tests: BLEU uses nltk's method4
 smoothing (Chen & Cherry's "NIST geometric" smoothing, also what Azure AI Evaluation's BLEU uses)
@@ -15,11 +15,11 @@ so a short answer missing some 4-gram does not collapse to ~0; ROUGE uses rouge-
 `use_stemmer=False`; BLEU/GLEU/METEOR tokenize with `overlap.words` (word runs and punctuation,
 case kept for BLEU/GLEU; METEOR lower-cases as nltk does); ROUGE uses rouge-score's tokenizer.
 
-BLEU, GLEU and ROUGE are computed by `graders/overlap.py`, which returns the libraries' exact
-floats faster (each distinct reference tokenized once, a batch's n-grams counted with numpy in
-`graders/ngrams.py`). `fuzzy_match` is rapidfuzz's own batch call (`process.cpdist`). METEOR
-calls nltk itself, with memoized stemming and WordNet look-ups (same algorithm, same numbers).
-Identical (input, reference) pairs in a batch are scored once.
+BLEU, GLEU and ROUGE are computed by `graders/metrics/overlap.py`, which returns the libraries'
+exact floats faster (each distinct reference tokenized once, a batch's n-grams counted with numpy
+in `graders/metrics/ngrams.py`). `fuzzy_match` is rapidfuzz's own batch call (`process.cpdist`).
+METEOR calls nltk itself, with memoized stemming and WordNet look-ups (same algorithm, same
+numbers). Identical (input, reference) pairs in a batch are scored once.
 
 A template naming a missing variable fails that sample with `invalid_variable_error`. A missing
 resource (WordNet for `meteor`, the embedding model for `cosine`) raises `MissingResourceError`
@@ -33,8 +33,8 @@ from functools import lru_cache
 from typing import Any
 
 from openrft.errors import TemplateError
-from openrft.graders import overlap
 from openrft.graders.context import GradeContext
+from openrft.graders.metrics import overlap
 from openrft.graders.result import GradeResult, GradeResults
 from openrft.graders.sample import Item, Sample
 from openrft.graders.spec import TextSimilarityGrader
@@ -97,7 +97,7 @@ class _MemoWordNet:
 def _meteor(pairs: Sequence[Pair]) -> list[float]:
     from nltk.translate.meteor_score import meteor_score
 
-    from openrft.graders.wordnet import ensure_wordnet
+    from openrft.graders.metrics.wordnet import ensure_wordnet
 
     ensure_wordnet()
     tokens: dict[str, list[str]] = {}
@@ -115,7 +115,7 @@ def _meteor(pairs: Sequence[Pair]) -> list[float]:
 
 
 def _cosine(pairs: Sequence[Pair], context: GradeContext) -> list[float | str]:
-    from openrft.graders.embedding import cosine_similarities
+    from openrft.graders.metrics.embedding import cosine_similarities
 
     return cosine_similarities(pairs, context.options.get("embeddings"))
 

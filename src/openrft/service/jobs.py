@@ -13,19 +13,14 @@ route cost more than the query (p50 78 → 51 ms in `benchmarks/api.py`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, BackgroundTasks, Body, Request
+from pydantic import BaseModel
 
 from openrft.service.deps import ProjectDep, SettingsDep, StoreDep
 from openrft.service.errors import ConflictError, InvalidRequestError, NotFoundError
-from openrft.service.lifecycle import (
-    build_config,
-    check_job_quota,
-    hyperparameters,
-    submit_validation,
-)
+from openrft.service.lifecycle import check_job_quota, hyperparameters, submit_validation
 from openrft.service.resources import resolve_resources
 from openrft.service.schemas import (
     FineTuningJob,
@@ -38,41 +33,30 @@ from openrft.service.schemas import (
     page,
 )
 from openrft.service.store import TERMINAL, Store, new_id, now
+from openrft.training.dialects import load
+from openrft.training.dialects.service import JobCreate
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 
 
-class Integration(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`model`'s JSON schema with its `$defs` inlined (an OpenAPI document resolves `$ref`s from
+    its own root, where pydantic's `#/$defs/...` do not exist)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
 
-    type: str
-    wandb: dict[str, Any] = {}
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(value) for value in node]
+        return node
 
-
-class JobCreate(BaseModel):
-    """OpenAI's job create body, plus `openrft` (native `TrainingConfig` overrides)."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    model: str
-    """Base model: one this server offers (`GET /v1/models`) or one of the project's `ft:`
-    models."""
-    training_file: str
-    """Id of an uploaded file."""
-    validation_file: str | None = None
-    """Id of an uploaded file."""
-    method: dict[str, Any] | None = None
-    """`{"type": "reinforcement"|"supervised", "<type>": {"grader": …, "hyperparameters": …}}`."""
-    hyperparameters: dict[str, Any] | None = None
-    """Deprecated OpenAI form of the supervised hyperparameters."""
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
-    suffix: str | None = Field(default=None, max_length=64)
-    metadata: dict[str, str] | None = None
-    """Up to 16 string pairs; list jobs filtered by them with `metadata[key]=value`."""
-    integrations: list[Integration] | None = None
-    """`[{"type": "wandb", "wandb": {"project": …}}]`: passed to training as `report_to`."""
-    openrft: dict[str, Any] | None = None
-    """OpenRFT extension: native `TrainingConfig` fields that override the mapped ones."""
+    inlined: dict[str, Any] = inline(schema)
+    return inlined
 
 
 def _check_metadata(meta: dict[str, str]) -> None:
@@ -86,42 +70,46 @@ def _check_metadata(meta: dict[str, str]) -> None:
             )
 
 
-@router.post("", response_model=FineTuningJob)
+@router.post(
+    "",
+    response_model=FineTuningJob,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": inline_schema(JobCreate)}},
+        }
+    },
+)
 def create_job(
     project: ProjectDep,
     store: StoreDep,
     settings: SettingsDep,
-    body: JobCreate,
     request: Request,
     background: BackgroundTasks,
+    body: Annotated[dict[str, Any], Body()],
 ) -> FineTuningJob:
-    """Create a job; it starts as `validating_files`."""
-    meta = body.metadata or {}
+    """Create a job (the body is `JobCreate`); it starts as `validating_files`.
+
+    The body is validated once, by the `service` dialect, into the native config the job stores
+    and its worker runs; every problem is reported at its path in the body."""
+    given = frozenset({"model", "training_file", "validation_file"} & body.keys())
+    config = resolve_resources(load(body, dialect="service"), store, settings, project, given)
+    meta: dict[str, str] = body.get("metadata") or {}
     _check_metadata(meta)
-    integrations = [i.model_dump() for i in body.integrations or []]
-    for integration in integrations:
-        if integration["type"] != "wandb":
-            raise InvalidRequestError("only `wandb` integrations exist", param="integrations")
-    files = {"training_file": body.training_file}
-    if body.validation_file:
-        files["validation_file"] = body.validation_file
-    raw = body.model_dump(exclude_none=True)
-    given = frozenset({"model", *files})
-    config = resolve_resources(build_config(raw, files), store, settings, project, given)
     check_job_quota(config, store, settings, project)
     job_id = new_id("ftjob")
     row = {
         "id": job_id,
         "project": project,
         "status": "validating_files",
-        "model": body.model,
-        "training_file": body.training_file,
-        "validation_file": body.validation_file,
+        "model": body["model"],
+        "training_file": body["training_file"],
+        "validation_file": body.get("validation_file"),
         "seed": config.seed,
-        "suffix": body.suffix,
-        "method": body.method or {"type": config.method},
-        "hyperparameters": hyperparameters(raw, config),
-        "integrations": integrations or None,
+        "suffix": body.get("suffix"),
+        "method": body.get("method") or {"type": config.method},
+        "hyperparameters": hyperparameters(body, config),
+        "integrations": body.get("integrations") or None,
         "config": config.model_dump(mode="json", exclude_none=True),
         "created_at": now(),
         "control": "",
@@ -130,7 +118,7 @@ def create_job(
     store.add_job(row, meta)
     store.log(job_id, f"Created fine-tuning job: {job_id}")
     # after the response (the caller sees `validating_files`), on the validation threads
-    background.add_task(submit_validation, request.app, job_id)
+    background.add_task(submit_validation, request.app, job_id, config)
     return get_job(store, project, job_id)
 
 

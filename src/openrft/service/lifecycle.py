@@ -1,9 +1,8 @@
 """A job's life before and after training: the config it runs, file validation, naming.
 
-- `build_config` maps OpenAI's job body (file ids replaced by paths) to the native
-  `TrainingConfig` through `openrft.training.config.load_config` (which recognises the dialect),
-  then applies OpenRFT's own overrides from the body's `openrft` object (e.g. `num_generations`,
-  `max_completion_length`), which the `openai` SDK sends with `extra_body={"openrft": {...}}`.
+- The job body itself is validated once, by the `service` dialect of `training/dialects/`
+  (OpenAI's body plus the `openrft` overrides); the resulting native config is stored with the
+  job and handed to its validation as it is.
 - `validate_job_files` runs the `validating_files` step: every dataset problem, checked against
   the grader, fails the job with `error{code, message, param}`; so does a plan over the project's
   step quota; otherwise the job is queued. `Validations` runs these on two threads of their own
@@ -11,7 +10,7 @@
   unfinished in the background: a file that cannot be validated fails its job, never the server.
 - `check_job_quota` refuses a job over the project's quotas (`tenancy.Quota`) at create time.
 
-Nothing here trains or imports torch (`openrft.training.config` stays light on purpose).
+Nothing here trains or imports torch (`openrft.training.config` and `.dialects` stay light).
 """
 
 from __future__ import annotations
@@ -30,7 +29,8 @@ from openrft.service.errors import QuotaExceededError
 from openrft.service.settings import Settings
 from openrft.service.store import Store, jobs, now
 from openrft.service.tenancy import Quota, quota
-from openrft.training.config import TrainingConfig, load_config, parse_config, total_steps
+from openrft.training.config import TrainingConfig, total_steps
+from openrft.training.dialects import load
 
 MAX_PROBLEMS_IN_ERROR = 20
 MAX_PROBLEMS_KEPT = 1000
@@ -38,24 +38,6 @@ MAX_PROBLEMS_KEPT = 1000
 ACTIVE = ("validating_files", "queued", "running")
 """Statuses that count against a project's `max_active_jobs`."""
 log = logging.getLogger("openrft.service")
-
-
-def build_config(body: Mapping[str, Any], paths: Mapping[str, str]) -> TrainingConfig:
-    """The native config for an OpenAI job body; `paths` holds the body's `training_file` and
-    `validation_file`, which win over the `openrft` overrides (`resources.resolve_resources`
-    then turns file ids into paths). Raises `ConfigError`/`SpecError` listing every problem."""
-    dialect = {k: v for k, v in body.items() if k != "openrft" and v is not None}
-    dialect.update(paths)
-    config = load_config(dialect)
-    overrides = body.get("openrft")
-    if not overrides:
-        return config
-    if not isinstance(overrides, Mapping):
-        raise ConfigError([Problem("$.openrft", "must be an object of TrainingConfig fields")])
-    merged = config.model_dump(mode="json", exclude_none=True)
-    merged.update(overrides)
-    merged.update(paths)  # the body's files win over any given in the overrides
-    return parse_config(merged)
 
 
 def hyperparameters(body: Mapping[str, Any], config: TrainingConfig) -> dict[str, Any]:
@@ -144,12 +126,17 @@ def _dataset_error(config: TrainingConfig, limits: Quota) -> dict[str, Any] | No
     return None
 
 
-def validate_job_files(store: Store, settings: Settings, job_id: str) -> None:
-    """`validating_files` → `queued`, or → `failed` with the dataset problems."""
+def validate_job_files(
+    store: Store, settings: Settings, job_id: str, config: TrainingConfig | None = None
+) -> None:
+    """`validating_files` → `queued`, or → `failed` with the dataset problems. `config`: the
+    job's config as created (absent when a restart resumes the validation: read from the
+    store then)."""
     row = store.job(job_id)
     if row is None or row["status"] != "validating_files":
         return
-    config = parse_config(row["config"])
+    if config is None:
+        config = load(row["config"], dialect="native")
     error = _dataset_error(config, quota(store, settings, row["project"]))
     if error is None:
         if store.set_job(job_id, where={"status": "validating_files"}, status="queued"):
@@ -173,12 +160,12 @@ class Validations:
         self.settings = settings
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="openrft-validate")
 
-    def submit(self, job_id: str) -> None:
-        self.pool.submit(self._run, job_id)
+    def submit(self, job_id: str, config: TrainingConfig | None = None) -> None:
+        self.pool.submit(self._run, job_id, config)
 
-    def _run(self, job_id: str) -> None:
+    def _run(self, job_id: str, config: TrainingConfig | None) -> None:
         try:
-            validate_job_files(self.store, self.settings, job_id)
+            validate_job_files(self.store, self.settings, job_id, config)
         except Exception as exc:
             log.exception("validating job %s failed", job_id)
             error = {
@@ -209,7 +196,8 @@ class Validations:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def submit_validation(app: Any, job_id: str) -> None:
-    """Queue the validation of a new job on the app's `Validations`."""
+def submit_validation(app: Any, job_id: str, config: TrainingConfig) -> None:
+    """Queue the validation of a new job (with the config it was created with) on the app's
+    `Validations`."""
     validations: Validations = app.state.validations
-    validations.submit(job_id)
+    validations.submit(job_id, config)

@@ -1,10 +1,10 @@
-"""Reading a training run's progress files into store rows (see the worker protocol).
+"""Reading a training run's progress files into store rows (see the worker protocol and the
+run directory's contract, `training/rundir.py`).
 
 - `metrics.jsonl` → `type: "metrics"` events keyed by step (the run writes one line per step,
   step 0 being the baseline evaluation), so a resumed run that repeats steps its crashed
   predecessor already logged adds nothing twice and leaves no gap;
-- `events.jsonl` → message events keyed by line number;
-- `checkpoint-*/openrft_checkpoint.json` → checkpoint rows mirroring what is on disk.
+- `checkpoints/checkpoint-*/openrft_checkpoint.json` → checkpoint rows mirroring what is on disk.
 
 Files are appended whole lines at a time; a partial last line is left for the next read.
 Nothing here talks to the database or runs processes.
@@ -12,14 +12,18 @@ Nothing here talks to the database or runs processes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from openrft.training.rundir import CHECKPOINT_INFO
-
-LEVELS = ("info", "warn", "error")
+from openrft.training.rundir import (
+    CHECKPOINT_PREFIX,
+    CHECKPOINTS,
+    METRICS,
+    MetricsLine,
+    parse_metrics_line,
+    read_checkpoint_info,
+)
 
 
 @dataclass
@@ -50,21 +54,13 @@ class Tail:
         return lines
 
 
-def _parse(text: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, int | float) else "n/a"
 
 
-def metrics_message(line: dict[str, Any]) -> str:
+def metrics_message(line: MetricsLine) -> str:
     """`Step 3/10: train reward 0.410, valid reward 0.500`."""
-    scores = line.get("scores") or {}
+    scores: dict[str, Any] = dict(line.get("scores") or {})
     head = f"Step {line.get('step')}/{line.get('total_steps', '?')}"
     parts = []
     if scores.get("train_reward_mean") is not None:
@@ -78,11 +74,11 @@ def metrics_message(line: dict[str, Any]) -> str:
 
 def metrics_event(number: int, text: str) -> dict[str, Any]:
     """A metrics event for one `metrics.jsonl` line (a message if the line is unusable)."""
-    line = _parse(text)
-    if line is None or not isinstance(line.get("step"), int):
+    line = parse_metrics_line(text)
+    if line is None:
         return {
             "level": "warn",
-            "message": f"metrics.jsonl line {number} is not a metrics object: {text[:200]}",
+            "message": f"{METRICS} line {number} is not a metrics object: {text[:200]}",
             "type": "message",
             "source": "metrics-line",
             "key": number,
@@ -97,25 +93,10 @@ def metrics_event(number: int, text: str) -> dict[str, Any]:
     }
 
 
-def message_event(number: int, text: str) -> dict[str, Any]:
-    """A message event for one `events.jsonl` line."""
-    line = _parse(text) or {"level": "info", "message": text}
-    level = line.get("level") if line.get("level") in LEVELS else "info"
-    data = {"step": line["step"]} if isinstance(line.get("step"), int) else None
-    return {
-        "level": level,
-        "message": str(line.get("message", text)),
-        "type": "message",
-        "data": data,
-        "source": "events",
-        "key": number,
-    }
-
-
 def checkpoint_dirs(jobdir: Path) -> list[Path]:
     """Checkpoint directories: `JOBDIR/checkpoints/*` and TRL's `JOBDIR/checkpoint-*`."""
-    found = [p for p in (jobdir / "checkpoints").glob("*") if p.is_dir()]
-    found += [p for p in jobdir.glob("checkpoint-*") if p.is_dir()]
+    found = [p for p in (jobdir / CHECKPOINTS).glob("*") if p.is_dir()]
+    found += [p for p in jobdir.glob(CHECKPOINT_PREFIX + "*") if p.is_dir()]
     return found
 
 
@@ -126,9 +107,8 @@ def read_checkpoints(
     (`step`, `train_reward_mean`, `valid_reward_mean`, and `train_loss` when known)."""
     rows = []
     for directory in checkpoint_dirs(jobdir):
-        info_file = directory / CHECKPOINT_INFO
-        info = _parse(info_file.read_text(encoding="utf-8")) if info_file.exists() else None
-        if info is None or not isinstance(info.get("step"), int):
+        info = read_checkpoint_info(directory)
+        if info is None:
             continue  # still being written, or not ours
         step = info["step"]
         known = scores.get(step, {})

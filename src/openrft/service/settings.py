@@ -26,8 +26,9 @@ def default_data_dir() -> Path:
 
 
 def default_train_command() -> list[str]:
-    """`python -m openrft.cli train` with the worker's own interpreter."""
-    return [sys.executable, "-m", "openrft.cli", "train"]
+    """`python -m openrft.cli train --dialect native` with the worker's own interpreter (a job's
+    config.json is the native config the API validated: nothing to recognise again)."""
+    return [sys.executable, "-m", "openrft.cli", "train", "--dialect", "native"]
 
 
 class Settings(BaseModel):

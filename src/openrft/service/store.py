@@ -11,7 +11,8 @@ too, because nothing here relies on SQLite-only behaviour:
 
 SQLite is put in WAL mode with a busy timeout (`store_busy_seconds`) so the API and workers
 (separate processes) can share the file; past it a write raises `OperationalError`, which the
-worker retries. This module knows nothing about HTTP or training.
+worker retries. Opening the store brings its schema to the tables below (`migrations/`: add a
+revision whenever they change). This module knows nothing about HTTP or training.
 """
 
 from __future__ import annotations
@@ -220,8 +221,8 @@ def _sqlite_pragmas(busy_seconds: float) -> Callable[[Any, ConnectionPoolEntry],
 
     def apply(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")  # first: WAL may wait
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
@@ -229,17 +230,17 @@ def _sqlite_pragmas(busy_seconds: float) -> Callable[[Any, ConnectionPoolEntry],
 
 
 def open_engine(url: str, busy_seconds: float = BUSY_SECONDS) -> Engine:
-    """An engine with the schema created; SQLite gets WAL mode and a busy timeout."""
+    """An engine on a database at the newest schema (created or upgraded in place); SQLite gets
+    WAL mode and a busy timeout."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     kwargs: dict[str, Any] = {"pool_size": 20, "max_overflow": 40, "pool_pre_ping": False}
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas(busy_seconds))
-    # the tenancy tables (secrets, registered models, quotas) are defined beside their queries
-    import openrft.service.tenancy  # noqa: F401
+    from openrft.service import migrations  # Alembic loads only when a store is opened
 
-    metadata.create_all(engine)
+    migrations.upgrade(engine)
     return engine
 
 

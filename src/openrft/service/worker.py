@@ -1,12 +1,15 @@
 """The worker: claims queued jobs and runs each one's training as a subprocess.
 
-Per job (the protocol is in the module docs of `progress.py` and the service docs):
-`<train_command> JOBDIR/config.json --output-dir JOBDIR [--resume JOBDIR]` in its own process group,
-with `--resume` whenever a checkpoint exists. While it runs, the worker copies new lines of
-`metrics.jsonl`/`events.jsonl` into the store (de-duplicated by key), mirrors checkpoints,
-heartbeats, and acts on `control`: `pause` creates `JOBDIR/PAUSE` (training checkpoints and
-exits 75), `cancel` sends SIGTERM to the group and SIGKILL after a grace period. Exit 0 is
-`succeeded`, 75 `paused`, anything else `failed` with the tail of stderr.
+Per job (the job dir is a run dir, `training/rundir.py`; the protocol is in the module docs of
+`progress.py` and the service docs): `<train_command> JOBDIR/config.json --output-dir JOBDIR
+[--resume JOBDIR]` in its own process group, with `--resume` whenever a checkpoint exists. While
+it runs, the worker copies new lines of `metrics.jsonl` into the store (de-duplicated by step),
+mirrors checkpoints, heartbeats, and acts on `control`: `pause` creates `JOBDIR/PAUSE`
+(training checkpoints and exits 75), `cancel` sends SIGTERM to the group and SIGKILL after a
+grace period. Exit 0 is `succeeded` (or `paused`, when `paused.json` says the budget ran out),
+75 `paused`, anything else `failed` with the `error.json` the training wrote (its code, message
+and the setting at fault), or `training_failed` and the tail of stderr when it wrote none (it
+was killed, or crashed too hard to write one).
 
 Every worker also re-queues running jobs whose worker died: at once when that worker was a
 process on this host that is gone (e.g. `kill -9`), else once its heartbeat is `stale_seconds`
@@ -57,8 +60,23 @@ from openrft.service.orphans import (
 from openrft.service.settings import Settings
 from openrft.service.store import Store, jobs, new_id, now, workers
 from openrft.service.supervisor import Backoff
-from openrft.training.rundir import EXIT_PAUSED, METRICS, PAUSE_REQUEST, paused_info
+from openrft.training.rundir import (
+    CONFIG,
+    EXIT_DONE,
+    EXIT_PAUSED,
+    FAILED,
+    METRICS,
+    PAUSE_REQUEST,
+    PausedInfo,
+    clear_error,
+    parse_metrics_line,
+    paused_info,
+    read_error,
+)
 
+STDOUT_LOG = "stdout.log"
+STDERR_LOG = "stderr.log"
+"""The training's output, appended over its attempts, in the job dir."""
 STDERR_TAIL = 4096
 STORE_BACKOFF = (0.5, 30.0)
 """First and longest wait (seconds) before retrying after a store error."""
@@ -74,7 +92,7 @@ class Run:
     jobdir: Path
     proc: subprocess.Popen[bytes]
     stderr_start: int
-    tails: dict[str, progress.Tail] = field(default_factory=dict)
+    metrics: progress.Tail
     seen: set[tuple[str, int]] = field(default_factory=set)
     scores: dict[int, dict[str, Any]] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
@@ -102,7 +120,7 @@ class Run:
         return str(self.job["claim"])
 
 
-class Worker:
+class JobWorker:
     """Claims and runs jobs until stopped."""
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
@@ -254,16 +272,17 @@ class Worker:
         """Start the training (holding `lock`, the job dir's). Its store work comes before
         `Popen`, so a store error retries this whole; what follows is written by `_collect`."""
         seen = self.store.event_keys(job["id"])
-        config_path = jobdir / "config.json"
+        config_path = jobdir / CONFIG
         config_path.write_text(json.dumps(job["config"], indent=2), encoding="utf-8")
         (jobdir / PAUSE_REQUEST).unlink(missing_ok=True)
+        clear_error(jobdir)  # an earlier attempt's: this one may be killed before writing its own
         resume = bool(progress.checkpoint_dirs(jobdir))
         command = [*self.settings.train_command, str(config_path), "--output-dir", str(jobdir)]
         if resume:
             command += ["--resume", str(jobdir)]  # the run dir: training picks its latest
-        stderr_path = jobdir / "stderr.log"
+        stderr_path = jobdir / STDERR_LOG
         stderr_start = stderr_path.stat().st_size if stderr_path.exists() else 0
-        with (jobdir / "stdout.log").open("ab") as out, stderr_path.open("ab") as err:
+        with (jobdir / STDOUT_LOG).open("ab") as out, stderr_path.open("ab") as err:
             proc = subprocess.Popen(  # noqa: S603 - our own command line, no shell
                 command,
                 stdout=out,
@@ -276,11 +295,8 @@ class Worker:
                 preexec_fn=die_with_parent(),  # this main thread's death kills the training
             )
         record_holder(lock, proc.pid)
-        run = Run(job=job, jobdir=jobdir, proc=proc, stderr_start=stderr_start, seen=seen)
-        run.tails = {
-            "metrics": progress.Tail(jobdir / METRICS),
-            "events": progress.Tail(jobdir / "events.jsonl"),
-        }
+        metrics = progress.Tail(jobdir / METRICS)
+        run = Run(job, jobdir, proc, stderr_start, metrics, seen=seen)
         run.values["pid"] = proc.pid
         attempt = job["attempts"]
         if resume:
@@ -372,9 +388,7 @@ class Worker:
         run.unsure = False
 
     def _read_progress(self, run: Run) -> None:
-        rows = [progress.metrics_event(n, t) for n, t in run.tails["metrics"].read()]
-        rows += [progress.message_event(n, t) for n, t in run.tails["events"].read()]
-        for row in rows:
+        for row in (progress.metrics_event(n, t) for n, t in run.metrics.read()):
             if row["type"] == "metrics":
                 run.scores[row["key"]] = progress.step_scores(row)
                 self._estimate(run, row["data"])
@@ -403,44 +417,54 @@ class Worker:
         """Record how the training ended (safe to repeat after a store error)."""
         done, notes = self._settle(run)
         if self.store.set_job(run.id, where={"claim": run.claim}, **done):
-            rows = [{"level": level, "message": text, "type": "message"} for text, level in notes]
-            self.store.add_events(run.id, rows)
+            self.store.add_events(run.id, notes)
 
-    def _settle(self, run: Run) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-        """The job's final columns and the (message, level) events that say so."""
+    def _settle(self, run: Run) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The job's final columns and the events that say so. A pause's event carries its
+        `PausedInfo` as `data.pause` (the dashboard shows why a job paused from it)."""
         code = run.proc.returncode
         control = self._control(run)
         done: dict[str, Any] = {"control": "", "pid": None, "estimated_finish": None}
-        notes: list[tuple[str, str]] = []
+        notes: list[dict[str, Any]] = []
+        pause = paused_info(run.jobdir)
         if control == "cancel":
             done |= {"status": "cancelled", "finished_at": now()}
-            notes.append(("Job cancelled", "info"))
-        elif code == 0 and (budget := paused_info(run.jobdir)) is not None:
+            notes.append(_note("Job cancelled"))
+        elif code == EXIT_DONE and pause is not None:
             # the run stopped at its budget: paused (with why), not finished; resume continues
             done |= {"status": "paused"}
-            notes.append((_budget_message(run.job["config"], budget["step"]), "info"))
-        elif code == 0:
+            notes.append(_note(_budget_message(run.job["config"], pause["step"]), pause=pause))
+        elif code == EXIT_DONE:
             model = fine_tuned_model_name(run.job["model"], run.job["suffix"], run.id)
             if run.result_files is None:  # once: a retry must not register a second copy
                 run.result_files = self._result_files(run)
             done |= {"status": "succeeded", "finished_at": now(), "fine_tuned_model": model}
             done["result_files"] = run.result_files
-            notes.append((f"New fine-tuned model created: {model}", "info"))
-            notes.append(("The job has successfully completed", "info"))
+            notes.append(_note(f"New fine-tuned model created: {model}"))
+            notes.append(_note("The job has successfully completed"))
         elif code == EXIT_PAUSED and self.stopping and control != "pause":
             done |= {"status": "queued"}
-            notes.append(("Worker stopping; job checkpointed and re-queued", "warn"))
+            notes.append(_note("Worker stopping; job checkpointed and re-queued", "warn"))
         elif code == EXIT_PAUSED:
             done |= {"status": "paused"}
-            notes.append(("Job paused; resume continues from its checkpoint", "info"))
+            notes.append(_note("Job paused; resume continues from its checkpoint", pause=pause))
         else:
-            error = {"code": "training_failed", "message": self._stderr_tail(run), "param": None}
+            error = self._error(run)
             done |= {"status": "failed", "finished_at": now(), "error": error}
-            notes.append((f"Training failed (exit code {code}): {error['message']}", "error"))
+            message = f"Training failed (exit code {code}): {error['message']}"
+            notes.append(_note(message, "error"))
         return done, notes
 
+    def _error(self, run: Run) -> dict[str, Any]:
+        """The job's `error`: from the training's `error.json`, else `training_failed` with
+        the tail of its stderr (it was killed, or crashed before it could write one)."""
+        found = read_error(run.jobdir)
+        if found is None:
+            return {"code": FAILED, "message": self._stderr_tail(run), "param": None}
+        return {"code": found["code"], "message": found["message"], "param": found["param"]}
+
     def _stderr_tail(self, run: Run) -> str:
-        path = run.jobdir / "stderr.log"
+        path = run.jobdir / STDERR_LOG
         with path.open("rb") as handle:
             handle.seek(max(run.stderr_start, path.stat().st_size - STDERR_TAIL))
             text = handle.read().decode("utf-8", "replace").strip()
@@ -459,7 +483,7 @@ class Worker:
             {
                 "id": file_id,
                 "project": run.job["project"],
-                "filename": "metrics.jsonl",
+                "filename": METRICS,
                 "purpose": "fine-tune-results",
                 "bytes": target.stat().st_size,
                 "created_at": now(),
@@ -528,10 +552,9 @@ def _one_line_per_step(metrics: Path) -> str:
     after its checkpoint, and the later line is the one the final model descends from."""
     lines: dict[int, str] = {}
     for text in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
-        with contextlib.suppress(ValueError):  # not JSON: not a metrics line
-            line = json.loads(text)
-            if isinstance(line, dict) and isinstance(line.get("step"), int):
-                lines[line["step"]] = text
+        line = parse_metrics_line(text)
+        if line is not None:
+            lines[line["step"]] = text
     return "".join(lines[step] + "\n" for step in sorted(lines))
 
 
@@ -541,6 +564,12 @@ def _pid_of(worker: str | None) -> int | None:
         return int((worker or "").rsplit(":", 1)[1])
     except (IndexError, ValueError):
         return None
+
+
+def _note(message: str, level: str = "info", pause: PausedInfo | None = None) -> dict[str, Any]:
+    """A message event of the worker's."""
+    data = {"pause": pause} if pause is not None else None
+    return {"level": level, "message": message, "type": "message", "data": data}
 
 
 def _budget_message(config: Any, step: int) -> str:
@@ -564,7 +593,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = Settings.from_env(data_dir=args.data_dir, database_url=args.database_url)
     os.umask(0o077)  # job dirs, checkpoints and result files are the tenants' data
-    worker = Worker(settings)
+    worker = JobWorker(settings)
     worker.parent_pid = args.parent_pid  # given, not read here: the parent may already be gone
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: setattr(worker, "stopping", True))

@@ -1,7 +1,7 @@
 """The run's bookkeeping, as one `transformers` callback: metrics, evaluation, checkpoints, budget.
 
-Per optimizer step, `RunCallback` writes one line to `metrics.jsonl`, shaped like OpenAI's
-fine-tuning metrics events:
+Per optimizer step, `RunCallback` writes one line to `metrics.jsonl` (a `rundir.MetricsLine`),
+shaped like OpenAI's fine-tuning metrics events:
 
 ```json
 {"step": 3, "total_steps": 10,
@@ -21,13 +21,15 @@ state a `--resume` needs) are saved at `n_checkpoints` evenly spaced steps; the 
 stops training after the current step with a checkpoint. Only the main process writes files
 and evaluates; every rank writes `ranks/rank-N.json` so multi-process runs can be checked.
 
-What it does not do: sample, grade or compute losses (TRL does), or draw plots (`report.py`).
+It reads only its `RunSettings`, which `build_run_callback` takes from the job's config. What it
+does not do: sample, grade or compute losses (TRL does), or draw plots (`report.py`).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -37,14 +39,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from openrft.graders.python_grader import check_error_rate
-from openrft.training.config import TrainingConfig
+from openrft.training.config import Budget, TrainingConfig
 from openrft.training.evaluate import EvalResult, Evaluator, write_samples
 from openrft.training.rewards import GraderReward
 from openrft.training.rundir import (
-    CHECKPOINT_INFO,
-    METRICS,
+    CHECKPOINT_PREFIX,
     PAUSE_REQUEST,
     PAUSED_INFO,
+    CheckpointInfo,
+    MetricsLine,
+    append_metrics,
+    checkpoint_name,
+    checkpoint_name_step,
+    rank_path,
+    read_checkpoint_info,
+    write_checkpoint_info,
     write_paused,
 )
 
@@ -61,12 +70,48 @@ def checkpoint_steps(total: int, n: int) -> set[int]:
     return {max(1, round(total * i / n)) for i in range(1, n + 1)} | {total}
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """What `RunCallback` needs of a job's config."""
+
+    n_checkpoints: int
+    """Checkpoints saved at evenly spaced steps (the last step always included)."""
+    keep_best_k: int
+    """Checkpoints kept besides the last, ranked by `valid_reward_mean`."""
+    eval_interval: int | None
+    """Evaluate every this many steps (besides step 0, checkpoint steps and the last)."""
+    max_grader_error_rate: float
+    """Fail the step (`GradingError`) when more of its samples than this failed to grade."""
+    budget: Budget
+    """Seconds, steps and tokens of this session after which the run pauses."""
+
+
+def build_run_callback(
+    config: TrainingConfig,
+    output_dir: Path,
+    reward: GraderReward,
+    evaluator: Evaluator,
+    *,
+    resumed: bool = False,
+    progress: bool = False,
+) -> RunCallback:
+    """The `RunCallback` of a job, with the settings it reads from `config`."""
+    settings = RunSettings(
+        n_checkpoints=config.n_checkpoints,
+        keep_best_k=config.keep_best_k,
+        eval_interval=config.eval_interval,
+        max_grader_error_rate=config.max_grader_error_rate,
+        budget=config.budget,
+    )
+    return RunCallback(settings, output_dir, reward, evaluator, resumed=resumed, progress=progress)
+
+
 class RunCallback(TrainerCallback):
     """Metrics lines, evaluation schedule, checkpoints, budget pause and the progress bar."""
 
     def __init__(
         self,
-        config: TrainingConfig,
+        settings: RunSettings,
         output_dir: Path,
         reward: GraderReward,
         evaluator: Evaluator,
@@ -74,7 +119,7 @@ class RunCallback(TrainerCallback):
         resumed: bool = False,
         progress: bool = False,
     ) -> None:
-        self.config = config
+        self.settings = settings
         self.output_dir = output_dir
         self.reward = reward
         self.evaluator = evaluator
@@ -102,7 +147,7 @@ class RunCallback(TrainerCallback):
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
     ) -> None:
-        self._checkpoints = checkpoint_steps(state.max_steps, self.config.n_checkpoints)
+        self._checkpoints = checkpoint_steps(state.max_steps, self.settings.n_checkpoints)
         self._tokens_at_start = state.num_input_tokens_seen or 0
         (self.output_dir / PAUSED_INFO).unlink(missing_ok=True)
         self._steps_at_start = state.global_step
@@ -128,7 +173,7 @@ class RunCallback(TrainerCallback):
         budget_hit = rank_zero_decides(self._budget_reached(state) or requested)
         last = step >= state.max_steps
         save = step in self._checkpoints or budget_hit or last
-        interval = self.config.eval_interval
+        interval = self.settings.eval_interval
         due = bool(interval and step % interval == 0) or save
         self._pending_eval = None
         if due and state.is_world_process_zero:
@@ -154,21 +199,17 @@ class RunCallback(TrainerCallback):
         stats = self.reward.stats.take()
         # raises GradingError (with sample tracebacks): the job fails, as documented
         check_error_rate(
-            stats.failures, threshold=self.config.max_grader_error_rate, total=stats.samples
+            stats.failures, threshold=self.settings.max_grader_error_rate, total=stats.samples
         )
         if not state.is_world_process_zero:
             return
-        timing = {
-            "sampling": max(0.0, self.timer["generate_and_score"] - stats.seconds),
-            "grading": stats.seconds,
-        }
+        sampling = max(0.0, self.timer["generate_and_score"] - stats.seconds)
         line = self._line(state, logs, self._pending_eval, getattr(self, "_step_seconds", 0.0))
         line["errors"] = {flag: n / max(1, stats.samples) for flag, n in stats.errors.items()}
         line["usage"]["reasoning_tokens_mean"] = stats.reasoning_tokens / max(1, stats.samples)
-        line["timing"].update(timing)
-        line["timing"]["training"] = max(
-            0.0, line["timing"]["step"] - timing["sampling"] - timing["grading"]
-        )
+        timing = line["timing"]
+        timing["sampling"], timing["grading"] = sampling, stats.seconds
+        timing["training"] = max(0.0, timing["step"] - sampling - stats.seconds)
         line["warnings"] = self._warnings(state.global_step, logs)
         self._write_line(line)
         self._update_progress(state, logs)
@@ -178,31 +219,35 @@ class RunCallback(TrainerCallback):
     ) -> None:
         if not state.is_world_process_zero:
             return
-        directory = Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
+        directory = Path(str(args.output_dir)) / checkpoint_name(state.global_step)
         valid = self.last_valid.reward_mean if self.last_valid else None
-        info = {"step": state.global_step, "valid_reward_mean": valid, "paused": self.paused}
-        (directory / CHECKPOINT_INFO).write_text(json.dumps(info), encoding="utf-8")
-        prune_checkpoints(Path(str(args.output_dir)), self.config.keep_best_k)
+        info: CheckpointInfo = {
+            "step": state.global_step,
+            "valid_reward_mean": valid,
+            "paused": self.paused,
+        }
+        write_checkpoint_info(directory, info)
+        prune_checkpoints(Path(str(args.output_dir)), self.settings.keep_best_k)
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
     ) -> None:
         self._stop_progress()
-        ranks = self.output_dir / "ranks"
-        ranks.mkdir(parents=True, exist_ok=True)
+        path = rank_path(self.output_dir, args.process_index)
+        path.parent.mkdir(parents=True, exist_ok=True)
         record = {
             "rank": args.process_index,
             "world_size": args.world_size,
             "steps": self._steps_run,
             "global_step": state.global_step,
         }
-        (ranks / f"rank-{args.process_index}.json").write_text(json.dumps(record))
+        path.write_text(json.dumps(record))
 
     # --- pieces -------------------------------------------------------------------------------
 
     def _evaluate(self, step: int) -> EvalResult:
         result = self.evaluator.run(step)
-        write_samples(result, self.output_dir / "evals")
+        write_samples(result, self.output_dir)
         self.evals.append(result)
         self.last_valid = result
         if self._progress is None:
@@ -212,7 +257,7 @@ class RunCallback(TrainerCallback):
         return result
 
     def _budget_reached(self, state: TrainerState) -> bool:
-        budget = self.config.budget
+        budget = self.settings.budget
         seconds = perf_counter() - self._started
         tokens = (state.num_input_tokens_seen or 0) - self._tokens_at_start
         steps = state.global_step - self._steps_at_start
@@ -224,7 +269,7 @@ class RunCallback(TrainerCallback):
 
     def _line(
         self, state: TrainerState, logs: dict[str, Any], valid: EvalResult | None, seconds: float
-    ) -> dict[str, Any]:
+    ) -> MetricsLine:
         prefix = f"rewards/{self.reward.grader.name}/"
         graders = {
             key.removeprefix(prefix).removesuffix("/mean"): value
@@ -267,9 +312,8 @@ class RunCallback(TrainerCallback):
             self._console.print(f"[yellow]warning (step {step}):[/] {message}")
         return [message]
 
-    def _write_line(self, line: dict[str, Any]) -> None:
-        with (self.output_dir / METRICS).open("a", encoding="utf-8") as out:
-            out.write(json.dumps(line) + "\n")
+    def _write_line(self, line: MetricsLine) -> None:
+        append_metrics(self.output_dir, line)
 
     def _start_progress(self, state: TrainerState) -> None:
         if not self._show_progress or not self._console.is_terminal:
@@ -313,18 +357,18 @@ def rank_zero_decides(flag: bool) -> bool:
     return bool(shared[0])
 
 
-def read_checkpoint_info(directory: Path) -> dict[str, Any]:
-    path = directory / CHECKPOINT_INFO
-    if not path.exists():
-        return {"step": int(directory.name.rsplit("-", 1)[-1]), "valid_reward_mean": None}
-    info: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return info
+def _valid_reward(directory: Path) -> float:
+    """A checkpoint's `valid_reward_mean` for ranking; -inf when unknown (and, as it always
+    has been, when 0.0)."""
+    info = read_checkpoint_info(directory)
+    return (info.get("valid_reward_mean") if info else None) or float("-inf")
 
 
 def list_checkpoints(directory: Path) -> list[Path]:
     """Checkpoint dirs under `directory`, oldest step first."""
-    found = [p for p in directory.glob("checkpoint-*") if p.is_dir()]
-    return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[-1]))
+    steps = {p: checkpoint_name_step(p) for p in directory.glob(CHECKPOINT_PREFIX + "*")}
+    found = {p: step for p, step in steps.items() if step is not None and p.is_dir()}
+    return sorted(found, key=found.__getitem__)
 
 
 def prune_checkpoints(directory: Path, keep_best_k: int) -> None:
@@ -333,11 +377,7 @@ def prune_checkpoints(directory: Path, keep_best_k: int) -> None:
     if not found:
         return
     last, others = found[-1], found[:-1]
-    scored = sorted(
-        others,
-        key=lambda p: read_checkpoint_info(p).get("valid_reward_mean") or float("-inf"),
-        reverse=True,
-    )
+    scored = sorted(others, key=_valid_reward, reverse=True)
     for stale in scored[keep_best_k:]:
         shutil.rmtree(stale)
     del last
@@ -348,7 +388,4 @@ def best_checkpoint(directory: Path) -> Path | None:
     found = list_checkpoints(directory)
     if not found:
         return None
-    return max(
-        reversed(found),
-        key=lambda p: read_checkpoint_info(p).get("valid_reward_mean") or float("-inf"),
-    )
+    return max(reversed(found), key=_valid_reward)

@@ -1,9 +1,10 @@
 """`TrainingConfig`: the native job config, and builders to TRL/peft config objects.
 
-Every GRPO knob a user may turn is one documented field here; the OpenAI job body and SeekrFlow's
-`TrainingConfig` are mapped onto this model by `training/dialects.py` (which must expose
-`to_training_config(data: Mapping) -> TrainingConfig`). Configs reach TRL and peft only through
-the `build_*` functions at the bottom, never as a whole object passed deep down.
+Every GRPO knob a user may turn is one documented field here (docs/training-config.md is
+generated from these docstrings). Configs in every dialect (this native form, OpenAI's job body,
+SeekrFlow's `TrainingConfig`, the service's request) are loaded and validated by
+`training/dialects/`, the one loader. Configs reach TRL and peft only through the `build_*`
+functions at the bottom, never as a whole object passed deep down.
 
 This module validates and converts; it does not read datasets, load models or train. TRL, peft
 and transformers are imported inside the builders so `openrft.training.config` stays light.
@@ -11,18 +12,14 @@ and transformers are imported inside the builders so `openrft.training.config` s
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import importlib.util
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from openrft.errors import ConfigError, MissingResourceError, Problem, SpecError
+from openrft.errors import MissingResourceError, NestedProblems, SpecError
 from openrft.graders import load_grader
 from openrft.graders.spec import Grader
 
@@ -213,8 +210,8 @@ class TrainingConfig(ConfigModel):
             return value
         try:
             return load_grader(value)
-        except SpecError as exc:
-            raise ValueError("; ".join(str(p) for p in exc.problems)) from None
+        except SpecError as exc:  # reported at their own paths under `$.grader`
+            raise NestedProblems(exc.problems) from None
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainingConfig:
@@ -226,94 +223,6 @@ class TrainingConfig(ConfigModel):
                 f"must divide by num_processes = {self.num_processes}"
             )
         return self
-
-
-# --- loading ---------------------------------------------------------------------------------
-
-
-def parse_config(data: Any) -> TrainingConfig:
-    """Validate a native config; raise `ConfigError` with every problem, each with its path."""
-    if isinstance(data, TrainingConfig):
-        return data
-    try:
-        return TrainingConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_problems(exc, data), "invalid training config") from None
-
-
-def load_config(data: Mapping[str, Any]) -> TrainingConfig:
-    """Validate a config in any dialect: OpenAI's job body, SeekrFlow's `TrainingConfig`, or
-    the native form (the dialect is recognised by `training/dialects.py` when installed)."""
-    if importlib.util.find_spec("openrft.training.dialects") is not None:
-        dialects = importlib.import_module("openrft.training.dialects")
-        config: TrainingConfig = dialects.to_training_config(data)
-        return config
-    return parse_config(data)
-
-
-def load_config_file(path: str | Path) -> TrainingConfig:
-    """Read a YAML or JSON job config and validate it; relative file paths in it are resolved
-    against the config file's directory."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
-        raise ConfigError([Problem(str(path), f"cannot read the config: {exc}")]) from None
-    if not isinstance(data, Mapping):
-        raise ConfigError([Problem(str(path), "the config must be a mapping of keys to values")])
-    config = load_config(data)
-    return resolve_paths(config, path.parent)
-
-
-def resolve_paths(config: TrainingConfig, base: Path) -> TrainingConfig:
-    """Make relative dataset paths relative to `base` (a config file's directory)."""
-
-    def fix(value: str | None) -> str | None:
-        if value is None or Path(value).is_absolute() or not (base / value).exists():
-            return value
-        return str(base / value)
-
-    updates: dict[str, Any] = {
-        "training_file": fix(config.training_file),
-        "validation_file": fix(config.validation_file),
-    }
-    if config.sft_warmup is not None and config.sft_warmup.training_file:
-        sft = config.sft_warmup.model_copy(
-            update={"training_file": fix(config.sft_warmup.training_file)}
-        )
-        updates["sft_warmup"] = sft
-    return config.model_copy(update=updates)
-
-
-def _problems(exc: ValidationError, data: Any) -> list[Problem]:
-    problems = []
-    for error in exc.errors():
-        loc = [str(part) for part in error["loc"]]
-        where = "$" + "".join(f".{part}" for part in loc)
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = f"unknown key {loc[-1]!r}{_did_you_mean(loc)}; remove it or fix its name"
-        elif error["type"] == "missing":
-            message = f"required key {loc[-1]!r} is missing; add it"
-        problems.append(Problem(where, message))
-    return problems
-
-
-def _did_you_mean(loc: list[str]) -> str:
-    model: Any = TrainingConfig
-    for part in loc[:-1]:
-        annotation = model.model_fields[part].annotation if part in model.model_fields else None
-        inner = [a for a in getattr(annotation, "__args__", (annotation,)) if _is_model(a)]
-        if not inner:
-            return ""
-        model = inner[0]
-    hint = difflib.get_close_matches(loc[-1], model.model_fields, n=1)
-    return f" (did you mean {hint[0]!r}?)" if hint else ""
-
-
-def _is_model(value: Any) -> bool:
-    return isinstance(value, type) and issubclass(value, BaseModel)
 
 
 # --- builders: TrainingConfig -> TRL / peft ------------------------------------------------

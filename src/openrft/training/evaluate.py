@@ -1,17 +1,17 @@
 """Validation: generate on held-out rows and grade them with the job's grader.
 
-`Evaluator.run(step)` samples one completion per validation row (greedy unless
-`eval_temperature > 0`) with plain `model.generate`, grades the batch with the same
+`Evaluator.run(step)` samples one completion per validation row (greedy unless its
+`EvalSettings.temperature > 0`) with plain `model.generate`, grades the batch with the same
 `GraderReward` the trainer uses, and returns an `EvalResult` (mean reward, per-grader means, error
 rates, completion lengths, and the samples themselves for the report). It always evaluates the
-same rows (the first `eval_samples` of the validation split), so scores are comparable over time.
+same rows (the first `EvalSettings.samples` of the validation split), so scores are comparable
+over time. `build_evaluator` takes its settings from a job's config.
 
 It does not decide *when* to evaluate (that is `callbacks.py`) and never trains.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +21,9 @@ from typing import Any
 
 from openrft.data import Row
 from openrft.training.config import TrainingConfig
+from openrft.training.records import render_prompt
 from openrft.training.rewards import GraderReward
-from openrft.training.rows import render_prompt
+from openrft.training.rundir import EvalSample, write_eval_samples
 
 EVAL_BATCH = 64
 """Rows generated together; larger batches give more sequences per second on CPU."""
@@ -38,8 +39,32 @@ class EvalResult:
     error_rates: dict[str, float]
     completion_tokens_mean: float
     seconds: float
-    samples: list[dict[str, Any]] = field(default_factory=list)
-    """`{prompt, completion, reward, sub_rewards}` per row."""
+    samples: list[EvalSample] = field(default_factory=list)
+    """`{step, prompt, reference, completion, reward, sub_rewards}` per row."""
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What `Evaluator` needs of a job's config."""
+
+    samples: int | None
+    """Validation rows evaluated (the first ones); None: all of them."""
+    temperature: float
+    """Sampling temperature; 0 is greedy."""
+    max_completion_length: int
+    """Most new tokens per completion."""
+
+
+def build_evaluator(
+    config: TrainingConfig, model: Any, tokenizer: Any, rows: list[Row], reward: GraderReward
+) -> Evaluator:
+    """The `Evaluator` of a job, with the settings it reads from `config`."""
+    settings = EvalSettings(
+        samples=config.eval_samples,
+        temperature=config.eval_temperature,
+        max_completion_length=config.max_completion_length,
+    )
+    return Evaluator(model, tokenizer, rows, reward, settings)
 
 
 class Evaluator:
@@ -51,13 +76,13 @@ class Evaluator:
         tokenizer: Any,
         rows: list[Row],
         reward: GraderReward,
-        config: TrainingConfig,
+        settings: EvalSettings,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.rows = rows[: config.eval_samples] if config.eval_samples else rows
+        self.rows = rows[: settings.samples] if settings.samples else rows
         self.reward = reward
-        self.config = config
+        self.settings = settings
 
     def run(self, step: int) -> EvalResult:
         started = perf_counter()
@@ -119,12 +144,12 @@ class Evaluator:
         encoded = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         tok.padding_side = side
         encoded = encoded.to(self.model.device)
-        sampling = self.config.eval_temperature > 0
+        sampling = self.settings.temperature > 0
         output = self.model.generate(
             **encoded,
-            max_new_tokens=self.config.max_completion_length,
+            max_new_tokens=self.settings.max_completion_length,
             do_sample=sampling,
-            temperature=self.config.eval_temperature if sampling else None,
+            temperature=self.settings.temperature if sampling else None,
             top_p=None,
             top_k=None,
             pad_token_id=tok.pad_token_id,
@@ -147,11 +172,7 @@ def _length(ids: list[int], eos: int | None, pad: int | None) -> int:
     return len(ids)
 
 
-def write_samples(result: EvalResult, directory: Path) -> Path:
-    """Save an evaluation's samples as `evals/step-N.jsonl` (read back by the report)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"step-{result.step}.jsonl"
-    with path.open("w", encoding="utf-8") as out:
-        for sample in result.samples:
-            out.write(json.dumps(sample, ensure_ascii=False) + "\n")
-    return path
+def write_samples(result: EvalResult, run_dir: Path) -> Path:
+    """Save an evaluation's samples as `RUN_DIR/evals/step-N.jsonl` (read back by the report
+    and the dashboard)."""
+    return write_eval_samples(run_dir, result.step, result.samples)

@@ -7,6 +7,9 @@
    `RunCallback` evaluates, writes `metrics.jsonl`, checkpoints and enforces the budget.
 5. Write the report (plots + `report.md`).
 
+A run that fails leaves `error.json` in its directory (`rundir.RunError`: the code, message and
+class of the error), so a watcher knows why without parsing tracebacks.
+
 `method: supervised` runs step 3 as the whole job. Multi-process runs start this module once per
 rank (`python -m openrft.training.grpo CONFIG.json OUTPUT_DIR`, under `torchrun`); only rank 0
 evaluates and writes the report. Nothing here parses configs or draws plots itself.
@@ -22,23 +25,27 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from openrft.errors import ConfigError, Problem
+from openrft.errors import ConfigError, DatasetError, MissingResourceError, Problem
 from openrft.graders.context import GradeContext
 from openrft.training import report
-from openrft.training.callbacks import RunCallback, best_checkpoint, list_checkpoints
+from openrft.training.callbacks import (
+    RunCallback,
+    best_checkpoint,
+    build_run_callback,
+    list_checkpoints,
+)
 from openrft.training.config import (
     SFTSettings,
     TrainingConfig,
     build_grpo_config,
     build_lora_config,
     build_sft_config,
-    parse_config,
     total_steps,
 )
-from openrft.training.evaluate import Evaluator
+from openrft.training.dialects import load
+from openrft.training.evaluate import build_evaluator
 from openrft.training.models import known_deprecations_silenced, resolve_model
-from openrft.training.rewards import GraderReward, reward_functions, reward_weights
-from openrft.training.rows import (
+from openrft.training.records import (
     Row,
     grpo_records,
     load_rows,
@@ -47,10 +54,22 @@ from openrft.training.rows import (
     sft_records,
     split_rows,
 )
-from openrft.training.rundir import PAUSED_INFO
+from openrft.training.rewards import GraderReward, reward_functions, reward_weights
+from openrft.training.rundir import (
+    CHECKPOINTS,
+    METRICS,
+    PAUSED_INFO,
+    REPORT,
+    checkpoint_name,
+    failing_as,
+    failures_recorded,
+)
 
 TRAINER_STATE = "trainer_state.json"
 """What `transformers` saves last in a checkpoint: its step count and planned total."""
+MODEL_ERRORS = (OSError, ValueError, MissingResourceError)
+"""What loading a model that cannot be loaded raises: no such directory or hub id, not a causal
+LM, an unreadable tokenizer, the embedded default not installed."""
 
 
 @dataclass
@@ -71,11 +90,11 @@ class TrainResult:
 
     @property
     def metrics_path(self) -> Path:
-        return self.output_dir / "metrics.jsonl"
+        return self.output_dir / METRICS
 
     @property
     def report_path(self) -> Path:
-        return self.output_dir / "report.md"
+        return self.output_dir / REPORT
 
 
 def run(
@@ -85,27 +104,27 @@ def run(
     resume: Path | None = None,
     progress: bool = False,
 ) -> TrainResult:
-    """Train as `config` says; write metrics, checkpoints and the report under `output_dir`."""
-    with known_deprecations_silenced():
-        return _run(config, output_dir, resume=resume, progress=progress)
+    """Train as `config` says; write metrics, checkpoints and the report under `output_dir`
+    (and `error.json` when it fails)."""
+    out = Path(output_dir or config.output_dir or "runs/openrft")
+    with known_deprecations_silenced(), failures_recorded(out):
+        return _run(config, out, resume=resume, progress=progress)
 
 
-def _run(
-    config: TrainingConfig, output_dir: Path | None, *, resume: Path | None, progress: bool
-) -> TrainResult:
+def _run(config: TrainingConfig, out: Path, *, resume: Path | None, progress: bool) -> TrainResult:
     import transformers
 
     started = perf_counter()
-    out = Path(output_dir or config.output_dir or "runs/openrft")
     out.mkdir(parents=True, exist_ok=True)
     transformers.set_seed(config.seed)
-    train_rows, valid_rows = read_rows(config)
+    train_rows, valid_rows = read_rows(config, out)
     point = find_resume_point(resume) if resume and config.method != "supervised" else None
     if point is not None and checkpoint_step(point) >= total_steps(config, len(train_rows)):
         # HF's Trainer takes one step before it checks `max_steps`: resuming a run that had
         # reached its last step (its worker died before recording it) trained "step 41 of 40"
         return summarize_finished(out, point, started)
-    model, tokenizer = load_model(config)
+    with failing_as(out, "invalid_model", "model", *MODEL_ERRORS):
+        model, tokenizer = load_model(config)
     if config.method == "supervised":
         return run_supervised(config, model, tokenizer, train_rows, valid_rows, out, started)
     if config.sft_warmup is not None and resume is None:  # a resumed run loads its adapter
@@ -115,8 +134,8 @@ def _run(
     # a worker hands its job's project, secrets and outbound rules over; local runs get none
     context = GradeContext.from_environment()
     reward = GraderReward(config.grader, context, response_format=config.response_format)
-    evaluator = Evaluator(model, tokenizer, valid_rows, reward, config)
-    callback = RunCallback(
+    evaluator = build_evaluator(config, model, tokenizer, valid_rows, reward)
+    callback = build_run_callback(
         config, out, reward, evaluator, resumed=resume is not None, progress=progress
     )
     trainer = build_grpo_trainer(config, model, tokenizer, train_rows, reward, callback, out)
@@ -127,13 +146,17 @@ def _run(
     return result
 
 
-def read_rows(config: TrainingConfig) -> tuple[list[Row], list[Row]]:
+def read_rows(config: TrainingConfig, out: Path) -> tuple[list[Row], list[Row]]:
     """Training and validation rows (validation carved out when there is no file). Supervised
-    rows end with the assistant's answer, so they are read without the RL checks."""
+    rows end with the assistant's answer, so they are read without the RL checks. A file's
+    problems fail the run as `invalid_training_file` / `invalid_validation_file`, the codes a
+    job's file validation uses."""
     read = read_sft_jsonl if config.method == "supervised" else load_rows
-    rows = read(config.training_file, config.grader)
+    with failing_as(out, "invalid_training_file", "training_file", DatasetError):
+        rows = read(config.training_file, config.grader)
     if config.validation_file:
-        return rows, read(config.validation_file, config.grader)
+        with failing_as(out, "invalid_validation_file", "validation_file", DatasetError):
+            return rows, read(config.validation_file, config.grader)
     return split_rows(rows, config.validation_share, config.seed)
 
 
@@ -166,7 +189,7 @@ def build_grpo_trainer(
     from transformers.trainer_callback import PrinterCallback
 
     funcs = reward_functions(reward)
-    args = build_grpo_config(config, out / "checkpoints", len(rows))
+    args = build_grpo_config(config, out / CHECKPOINTS, len(rows))
     args.reward_weights = reward_weights(funcs)
     trainer = _timed_trainer_class()(
         model=model,
@@ -248,11 +271,11 @@ def run_supervised(
         context = GradeContext.from_environment()
         reward = GraderReward(config.grader, context, response_format=config.response_format)
         prompts = [prompt_only(row) for row in valid_rows]
-        evaluator = Evaluator(model, tokenizer, prompts, reward, config)
+        evaluator = build_evaluator(config, model, tokenizer, prompts, reward)
     baseline = evaluator.run(0) if evaluator else None
     trainer = supervise(config, settings, model, tokenizer, train_rows, out / "sft")
     final = evaluator.run(trainer.state.global_step) if evaluator else None
-    checkpoint = out / "checkpoints" / f"checkpoint-{trainer.state.global_step}"
+    checkpoint = out / CHECKPOINTS / checkpoint_name(trainer.state.global_step)
     trainer.save_model(str(checkpoint))
     tokenizer.save_pretrained(checkpoint)
     return TrainResult(
@@ -273,7 +296,7 @@ def find_resume_point(path: Path) -> Path:
     kill interrupted mid-save is passed over."""
     if (path / TRAINER_STATE).exists():
         return path
-    found = [p for p in list_checkpoints(path / "checkpoints") if _complete(p)]
+    found = [p for p in list_checkpoints(path / CHECKPOINTS) if _complete(p)]
     found = found or [p for p in list_checkpoints(path) if _complete(p)]
     if not found:
         raise ConfigError([Problem(str(path), "no checkpoint to resume from here")])
@@ -305,8 +328,8 @@ def summarize_finished(out: Path, checkpoint: Path, started: float) -> TrainResu
         output_dir=out,
         steps=steps,
         total_steps=steps,
-        checkpoints=list_checkpoints(out / "checkpoints"),
-        best_checkpoint=best_checkpoint(out / "checkpoints"),
+        checkpoints=list_checkpoints(out / CHECKPOINTS),
+        best_checkpoint=best_checkpoint(out / CHECKPOINTS),
         seconds=perf_counter() - started,
     )
 
@@ -320,15 +343,21 @@ def summarize(out: Path, callback: RunCallback, state: Any, started: float) -> T
         paused=callback.paused,
         baseline_valid_reward=evals[0].reward_mean if evals and evals[0].step == 0 else None,
         final_valid_reward=evals[-1].reward_mean if evals else None,
-        checkpoints=list_checkpoints(out / "checkpoints"),
-        best_checkpoint=best_checkpoint(out / "checkpoints"),
+        checkpoints=list_checkpoints(out / CHECKPOINTS),
+        best_checkpoint=best_checkpoint(out / CHECKPOINTS),
         seconds=perf_counter() - started,
     )
 
 
 def main(argv: list[str]) -> None:
-    """Entry point of one rank: `python -m openrft.training.grpo CONFIG.json OUT [RESUME]`."""
-    config = parse_config(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
+    """Entry point of one rank: `python -m openrft.training.grpo CONFIG.json OUT [RESUME]`.
+    A failure, reading the config included, is recorded in `OUT/error.json`."""
+    with failures_recorded(Path(argv[1])):
+        _rank(argv)
+
+
+def _rank(argv: list[str]) -> None:
+    config = load(json.loads(Path(argv[0]).read_text(encoding="utf-8")), dialect="native")
     resume = Path(argv[2]) if len(argv) > 2 else None
     try:
         run(config, Path(argv[1]), resume=resume)

@@ -11,30 +11,33 @@ It only reads the run directory; it never trains or evaluates.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from openrft.training import rundir
+from openrft.training.rundir import REPORT, MetricsLine, eval_samples_path, read_eval_samples
+
 SAMPLES_SHOWN = 5
+Curve = tuple[str, tuple[str, ...], str]
+"""A plotted series: its label, the keys leading to it in a metrics line, its line style."""
 
 
 def read_metrics(out: Path) -> list[dict[str, Any]]:
-    path = out / "metrics.jsonl"
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    """The run's metrics lines as plain dicts (`rundir.read_metrics` has them typed)."""
+    return [dict(line) for line in rundir.read_metrics(out)]
 
 
 def write(out: Path) -> Path:
     """Write the plots and `report.md` into `out`; returns the report's path."""
-    lines = read_metrics(out)
+    lines = rundir.read_metrics(out)
     plot(lines, out)
-    path = out / "report.md"
+    path = out / REPORT
     path.write_text(markdown(lines, out), encoding="utf-8")
     return path
 
 
-def _series(lines: list[dict[str, Any]], *keys: str) -> tuple[list[int], list[float]]:
+def _series(lines: Sequence[MetricsLine], *keys: str) -> tuple[list[int], list[float]]:
     steps, values = [], []
     for line in lines:
         value: Any = line
@@ -46,7 +49,7 @@ def _series(lines: list[dict[str, Any]], *keys: str) -> tuple[list[int], list[fl
     return steps, values
 
 
-def plot(lines: list[dict[str, Any]], out: Path) -> None:
+def plot(lines: Sequence[MetricsLine], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,7 +59,9 @@ def plot(lines: list[dict[str, Any]], out: Path) -> None:
         {k for line in lines for k in line["scores"].get("train_graders", {})}
         | {k for line in lines for k in line["scores"].get("valid_graders", {})}
     )
-    figures: list[tuple[str, str, list[tuple[str, tuple[str, ...], str]]]] = [
+    by_grader: list[Curve] = [(f"train {g}", ("scores", "train_graders", g), "-") for g in graders]
+    by_grader += [(f"valid {g}", ("scores", "valid_graders", g), "o--") for g in graders]
+    figures: list[tuple[str, str, list[Curve]]] = [
         (
             "reward.png",
             "reward",
@@ -68,8 +73,7 @@ def plot(lines: list[dict[str, Any]], out: Path) -> None:
         (
             "graders.png",
             "grader reward",
-            [(f"train {g}", ("scores", "train_graders", g), "-") for g in graders]
-            + [(f"valid {g}", ("scores", "valid_graders", g), "o--") for g in graders],
+            by_grader,
         ),
         (
             "completion_length.png",
@@ -92,7 +96,7 @@ def plot(lines: list[dict[str, Any]], out: Path) -> None:
         plt.close(fig)
 
 
-def markdown(lines: list[dict[str, Any]], out: Path) -> str:
+def markdown(lines: Sequence[MetricsLine], out: Path) -> str:
     steps, valid = _series(lines, "scores", "valid_reward_mean")
     parts = ["# OpenRFT run report", ""]
     if valid:
@@ -124,8 +128,8 @@ def markdown(lines: list[dict[str, Any]], out: Path) -> str:
 def _samples_table(out: Path, steps: list[int]) -> list[str]:
     if not steps:
         return []
-    first = _read_samples(out / "evals" / f"step-{steps[0]}.jsonl")
-    last = _read_samples(out / "evals" / f"step-{steps[-1]}.jsonl")
+    first = read_eval_samples(eval_samples_path(out, steps[0]))
+    last = read_eval_samples(eval_samples_path(out, steps[-1]))
     rows = ["## Sample completions (validation)", ""]
     rows += [f"| prompt | step {steps[0]} | reward | step {steps[-1]} | reward |"]
     rows += ["|---|---|---:|---|---:|"]
@@ -135,12 +139,6 @@ def _samples_table(out: Path, steps: list[int]) -> list[str]:
             f"{before['reward']:.2f} | {_cell(after['completion'])} | {after['reward']:.2f} |"
         )
     return [*rows, ""]
-
-
-def _read_samples(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
 def _cell(value: Any) -> str:

@@ -8,8 +8,9 @@
 
 All of them share one `GraderReward`, which grades a batch once and serves the sub-rewards from
 that result. When the tree holds a grader that waits on I/O (`score_model`, `label_model`,
-`endpoint`), the functions are `async` (TRL 1.16 runs async reward functions concurrently on its
-event loop) and the grading runs in a worker thread.
+`endpoint`: the types marked `io_bound` in `graders/registry.py`), the functions are `async`
+(TRL 1.16 runs async reward functions concurrently on its event loop) and the grading runs in a
+worker thread.
 
 `GraderReward` is also the avnlp-style `BaseReward` for TRL users: pass
 `GraderReward(load_grader(spec))` (or `reward_functions(spec)`) to your own `GRPOTrainer`. Grader
@@ -31,6 +32,7 @@ from time import perf_counter
 from typing import Any
 
 from openrft.graders import GradeContext, grade_batch, load_grader
+from openrft.graders.registry import is_io_bound
 from openrft.graders.result import GradeResult, GradeResults
 from openrft.graders.sample import Item, Sample
 from openrft.graders.spec import Grader, MultiGrader
@@ -39,9 +41,6 @@ __all__ = ["GradeStats", "GraderReward", "completion_text", "reward_functions", 
 
 THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 """The reasoning span of a completion (SeekrFlow's format)."""
-
-IO_BOUND = {"score_model", "label_model", "endpoint"}
-"""Grader types that wait on the network; a tree holding one gets async reward functions."""
 
 ITEM_COLUMN = "openrft_item"
 """Dataset column holding each row's `item` as JSON (TRL passes columns to reward functions)."""
@@ -52,12 +51,6 @@ def completion_text(completion: Any) -> str:
     if isinstance(completion, str):
         return completion
     return "".join(str(m.get("content") or "") for m in completion if m.get("role") == "assistant")
-
-
-def _has_io(grader: Grader) -> bool:
-    if isinstance(grader, MultiGrader):
-        return any(_has_io(sub) for sub in grader.graders.values())
-    return grader.type in IO_BOUND
 
 
 @dataclass
@@ -130,7 +123,7 @@ class GraderReward:
 
     @property
     def is_async(self) -> bool:
-        return _has_io(self.grader)
+        return is_io_bound(self.grader)
 
     def grade(self, texts: Sequence[str], items: Sequence[Item]) -> GradeResults:
         """Grade completions against their items (one batch call into the grader engine)."""

@@ -1,11 +1,13 @@
-"""The dashboard's read-only job views: list summaries, metric series, eval samples, archives.
+"""The dashboard's read-only job views: list summaries, metric series, eval samples, why a job
+paused, archives.
 
 The pages read and act on jobs through the public API (`/v1/fine_tuning/jobs`, its events,
 checkpoints, pause/resume/cancel). These routes add what that API has no shape for: a jobs
 table with each job's progress and latest rewards in one request, a job's metrics as one series
 (fetched incrementally, for live curves), the evaluation samples training writes to the job
-directory, and a checkpoint directory as a `.tar.gz`. Every route is scoped to the caller's
-project exactly like the API (another project's job is a 404).
+directory (`evals/step-N.jsonl`), why a paused job paused, and a checkpoint directory as a
+`.tar.gz`. Every route is scoped to the caller's project exactly like the API (another
+project's job is a 404).
 
 Nothing here writes to the store or touches a running job.
 """
@@ -13,13 +15,12 @@ Nothing here writes to the store or touches a running job.
 from __future__ import annotations
 
 import json
-import re
 import tarfile
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, BackgroundTasks, Query
 from fastapi.responses import FileResponse
@@ -30,6 +31,14 @@ from openrft.service.deps import ProjectDep, SettingsDep, StoreDep
 from openrft.service.errors import InvalidRequestError, NotFoundError
 from openrft.service.schemas import job_object
 from openrft.service.store import Store, checkpoints, events, job_metadata, jobs
+from openrft.training.rundir import (
+    PAUSE_REASONS,
+    EvalSample,
+    MetricsLine,
+    PausedInfo,
+    eval_steps,
+    read_eval_samples,
+)
 
 router = APIRouter(prefix="/dashboard/api/jobs", tags=["dashboard"])
 
@@ -39,7 +48,6 @@ MAX_TEXT = 4000
 """Characters kept of each prompt, reference and completion."""
 SCAN_FOR_VALID = 500
 """Metrics events read back, newest first, to find a job's latest validation reward."""
-STEP_FILE = re.compile(r"step-(\d+)\.jsonl")
 
 
 def _job_row(store: Store, project: str, job_id: str) -> RowMapping:
@@ -66,8 +74,8 @@ def progress_of(store: Store, job_id: str) -> dict[str, Any]:
         "valid_reward": None,
     }
     for row in store.all(query):
-        data = row["data"] or {}
-        scores = data.get("scores") or {}
+        data = cast(MetricsLine, row["data"] or {})
+        scores: dict[str, Any] = dict(data.get("scores") or {})
         if found["step"] is None:
             found["step"], found["total_steps"] = data.get("step"), data.get("total_steps")
         if found["train_reward"] is None:
@@ -166,20 +174,9 @@ def _parsed_lines(path: Path) -> Iterator[dict[str, Any]]:
                 yield value
 
 
-def read_samples(jobdir: Path) -> dict[int, list[dict[str, Any]]]:
-    """Eval samples by step: `samples.jsonl` (with `step` and `reference`), else the
-    per-evaluation `evals/step-N.jsonl` files older runs write."""
-    by_step: dict[int, list[dict[str, Any]]] = {}
-    if (jobdir / "samples.jsonl").exists():
-        for value in _parsed_lines(jobdir / "samples.jsonl"):
-            if isinstance(value.get("step"), int):
-                by_step.setdefault(value["step"], []).append(value)
-        return by_step
-    for path in sorted((jobdir / "evals").glob("step-*.jsonl")):
-        match = STEP_FILE.fullmatch(path.name)
-        if match:
-            by_step[int(match.group(1))] = list(_parsed_lines(path))
-    return by_step
+def read_samples(jobdir: Path) -> dict[int, list[EvalSample]]:
+    """Eval samples by step, from the job dir's `evals/step-N.jsonl` files."""
+    return {step: read_eval_samples(path) for step, path in eval_steps(jobdir).items()}
 
 
 def _prompt_of(row: Mapping[str, Any]) -> Any:
@@ -207,7 +204,7 @@ def find_references(config: Mapping[str, Any], prompts: set[str]) -> dict[str, A
     return found
 
 
-def _sample(value: Mapping[str, Any], references: Mapping[str, Any]) -> dict[str, Any]:
+def _sample(value: EvalSample, references: Mapping[str, Any]) -> dict[str, Any]:
     sub = value.get("sub_rewards")
     reference = value.get("reference")
     if reference is None and isinstance(value.get("prompt"), str):
@@ -238,7 +235,7 @@ def job_samples(
         raise NotFoundError(f"No samples at step {chosen}", param="step", code="samples_not_found")
     shown = by_step.get(chosen, [])[:MAX_SAMPLES] if chosen is not None else []
     unmatched = {
-        v["prompt"]
+        str(v["prompt"])
         for v in shown
         if v.get("reference") is None and isinstance(v.get("prompt"), str)
     }
@@ -249,6 +246,43 @@ def job_samples(
         "samples": [_sample(value, references) for value in shown],
         "total": len(by_step.get(chosen, [])) if chosen is not None else 0,
     }
+
+
+def pause_of(store: Store, job_id: str) -> dict[str, Any]:
+    """Why a paused job paused: `reason` (`budget` or `request`), `step` (None when it was
+    paused before training got anywhere) and `message`, a sentence saying so.
+
+    It is the job's newest event besides the metrics: the worker's event that it paused, with
+    the run's `paused.json` as its `data.pause`; otherwise the job was paused while queued, or
+    settled paused after its worker was lost, both on request."""
+    query = (
+        select(events.c.message, events.c.data)
+        .where(events.c.job_id == job_id, events.c.type != "metrics")
+        .order_by(events.c.seq.desc())
+        .limit(1)
+    )
+    latest = store.one(query)
+    data = latest["data"] if latest is not None else None
+    pause = data.get("pause") if isinstance(data, dict) else None
+    if latest is None or not isinstance(pause, dict) or pause.get("reason") not in PAUSE_REASONS:
+        message = "Job paused on request; resume continues from its latest checkpoint"
+        return {"reason": "request", "step": None, "message": message}
+    info = cast(PausedInfo, pause)
+    if info["reason"] == "budget":
+        return {"reason": "budget", "step": info["step"], "message": latest["message"]}
+    step = info["step"]
+    message = f"Job paused on request at step {step}; resume continues from its checkpoint"
+    return {"reason": "request", "step": step, "message": message}
+
+
+@router.get("/{job_id}/pause")
+def job_pause(project: ProjectDep, store: StoreDep, job_id: str) -> dict[str, Any]:
+    """Why the job is paused (`{"paused": true, "reason", "step", "message"}`), or
+    `{"paused": false}` when it is not paused."""
+    row = _job_row(store, project, job_id)
+    if row["status"] != "paused":
+        return {"paused": False}
+    return {"paused": True, **pause_of(store, job_id)}
 
 
 @router.get("/{job_id}/checkpoints/{checkpoint_id}/archive")

@@ -63,6 +63,26 @@
     document.getElementById("progress-text").textContent = parts.join(" · ") || "not started";
   }
 
+  // Why a paused job paused (its budget, or a request), read once each time it pauses. Until
+  // the worker's event saying so is stored (just after the status), the step is unknown: ask
+  // again on the next refresh.
+  let pausedShown = false;
+  async function refreshPause() {
+    const box = document.getElementById("job-paused");
+    if (job.status !== "paused") {
+      box.hidden = true;
+      pausedShown = false;
+      return;
+    }
+    if (pausedShown) return;
+    const info = await ORFT.api(dash + "/pause");
+    if (!info.paused) return;
+    box.dataset.reason = info.reason;
+    box.textContent = info.message; // it says which: "…reached its budget (max_steps 2)…"
+    box.hidden = false;
+    pausedShown = info.step !== null;
+  }
+
   async function act(action) {
     try {
       job = await ORFT.api(base + "/" + action, { method: "POST" });
@@ -222,7 +242,7 @@
     await refreshMetrics();
     renderJob();
     renderProgress();
-    await Promise.all([refreshCheckpoints(), refreshEvents()]);
+    await Promise.all([refreshCheckpoints(), refreshEvents(), refreshPause()]);
     if (validSteps !== shownValidSteps) {
       shownValidSteps = validSteps;
       await refreshSamples();

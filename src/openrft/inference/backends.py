@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from openrft.errors import ConfigError, Problem
-from openrft.serving.schemas import ChatRequest, Choice, Completion
+from openrft.inference.schemas import ChatRequest, Choice, Completion
 
 DEFAULT_MAX_TOKENS = 256
 """Generation limit when a request gives none."""

@@ -1,6 +1,6 @@
 """Clipped n-gram matches: for each (text, reference) and order n, Σ over the text's n-grams of
 min(count in the text, count in the reference) — the numerators of nltk's BLEU/GLEU modified
-precisions and rouge-score's ROUGE-N overlap. `graders/overlap.py` turns them into scores.
+precisions and rouge-score's ROUGE-N overlap. `overlap.py` turns them into scores.
 
 Two ways to count, with equal results (tests compare both with the libraries): `NgramIndex`, hash
 tables of n-gram tuples per reference, for small batches; `batch_matches`, numpy array

@@ -24,11 +24,12 @@ from pydantic import Field, PlainValidator
 from openrft.errors import ConfigError, Problem
 from openrft.graders import Grader
 from openrft.training.config import SFTSettings
-from openrft.training.dialects import (
+from openrft.training.dialects.base import (
+    Dialect,
     DialectModel,
     Mapped,
     check_all,
-    compile_grader,
+    grader_at,
     native_default,
     validate_section,
 )
@@ -127,16 +128,22 @@ class WandbSettings(DialectModel):
     """`integrations[].wandb`; only its presence matters here (metrics go to W&B)."""
 
     project: str
+    """The W&B project the run is logged to."""
     entity: str | None = None
+    """The W&B team or user owning the project; default: the API key's."""
     name: str | None = None
+    """The run's display name; default: W&B's generated one."""
     tags: list[str] = Field(default_factory=list)
+    """Tags attached to the run."""
 
 
 class Integration(DialectModel):
     """`integrations[]`: a tracker to send metrics to."""
 
     type: Literal["wandb"]
+    """Always `wandb` (the only integration OpenAI defines)."""
     wandb: WandbSettings
+    """Where in W&B the run's metrics go."""
 
 
 class OpenAIJob(DialectModel):
@@ -167,7 +174,7 @@ def to_native(data: Mapping[str, Any]) -> Mapped:
     raw = _raw_grader(data)
     job, grader = check_all(
         lambda: validate_section(OpenAIJob, data, "$"),
-        lambda: None if raw is None else compile_grader(raw, "$.method.reinforcement.grader"),
+        lambda: None if raw is None else grader_at(raw, "$.method.reinforcement.grader"),
     )
     mapped = Mapped()
     for field in ("model", "training_file", "validation_file", "seed", "suffix"):
@@ -183,6 +190,16 @@ def to_native(data: Mapping[str, Any]) -> Mapped:
     else:
         _supervised(job, mapped)
     return mapped
+
+
+OPENAI_KEYS = frozenset({"hyperparameters", "integrations", "metadata"})
+"""Top-level keys only the OpenAI job body has (besides `method` given as an object)."""
+
+
+def marks(data: Mapping[str, Any]) -> list[str]:
+    """The keys that make `data` an OpenAI job body."""
+    found = sorted(OPENAI_KEYS & data.keys())
+    return ["method", *found] if isinstance(data.get("method"), Mapping) else found
 
 
 def _raw_grader(data: Mapping[str, Any]) -> Any:
@@ -260,3 +277,6 @@ def response_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | 
             raise ConfigError([Problem("$.method.reinforcement.response_format", message)])
         return schema
     return response_format
+
+
+DIALECT = Dialect("openai", "OpenAI job body", to_native, marks)

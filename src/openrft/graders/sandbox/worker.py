@@ -1,9 +1,9 @@
 """The in-sandbox side of the python grader: lock this process down, then grade requests.
 
-Run as a script (`python -I -B sandbox_worker.py IN_FD OUT_FD`), inside bubblewrap when the host
-has it. It imports nothing from `openrft` (the package is not visible in the sandbox) and only the
-standard library plus `pyseccomp`. The host speaks to it over two pipes, never stdin/stdout:
-frames are a 4-byte big-endian length and a UTF-8 JSON object.
+Run as a script, by path (`python -I -B .../sandbox/worker.py IN_FD OUT_FD`), inside bubblewrap
+when the host has it. It imports nothing from `openrft` (the package is not visible in the
+sandbox) and only the standard library plus `pyseccomp`. The host speaks to it over two pipes,
+never stdin/stdout: frames are a 4-byte big-endian length and a UTF-8 JSON object.
 
 1. host → `{"lockdown": {...}}`; the worker locks itself down in this order: rlimits → drop
    the uid (or clear capabilities) → Landlock → seccomp, then answers `{"ready": {layers}}`

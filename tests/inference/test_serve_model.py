@@ -15,11 +15,11 @@ import httpx
 import pytest
 
 from openrft.graders import GradeContext, grade_batch, load_grader
-from openrft.serving.app import create_app
-from openrft.serving.backends import TransformersBackend, render_prompt
-from openrft.serving.local import serve_in_thread
-from openrft.serving.schemas import ChatRequest
-from openrft.serving.scripted import Script, ScriptedBackend
+from openrft.inference.app import create_app
+from openrft.inference.backends import TransformersBackend, render_prompt
+from openrft.inference.local import serve_in_thread
+from openrft.inference.schemas import ChatRequest
+from openrft.inference.scripted import Script, ScriptedBackend
 
 SCRIPT = {
     "default": "fallback",
@@ -67,6 +67,58 @@ def test_errors_have_openai_shape() -> None:
     assert busy.status_code == 429
     assert busy.headers["retry-after"] == "2"
     assert health.json() == {"status": "ok", "model": "scripted"}
+
+
+def test_openai_sdk_raises_its_typed_errors_with_string_codes() -> None:
+    import openai
+
+    with serve_in_thread(create_app(scripted(), api_key="k")) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="k", max_retries=0)
+        with pytest.raises(openai.NotFoundError) as unknown_model:
+            client.models.retrieve("no-such-model")
+        served = client.models.retrieve("scripted")
+        with pytest.raises(openai.BadRequestError) as invalid:
+            client.chat.completions.create(model="judge", messages=[])
+        with pytest.raises(openai.BadRequestError) as streamed:
+            client.chat.completions.create(
+                model="judge", messages=[{"role": "user", "content": "x"}], stream=True
+            )
+        with pytest.raises(openai.RateLimitError) as busy:
+            client.chat.completions.create(
+                model="judge", messages=[{"role": "user", "content": "busy"}]
+            )
+        with pytest.raises(openai.NotFoundError) as unserved:  # no legacy completions here
+            client.completions.create(model="judge", prompt="x")
+        client.close()
+        wrong_key = openai.OpenAI(base_url=f"{url}/v1", api_key="nope", max_retries=0)
+        with pytest.raises(openai.AuthenticationError) as refused:
+            wrong_key.models.list()
+        wrong_key.close()
+    assert (unknown_model.value.code, unknown_model.value.param) == ("model_not_found", "model")
+    assert served.id == "scripted"
+    assert (invalid.value.code, invalid.value.param) == ("invalid_request", "messages")
+    assert (streamed.value.code, streamed.value.param) == ("unsupported_value", "stream")
+    assert busy.value.code == "rate_limit_exceeded"
+    assert busy.value.response.headers["retry-after"] == "2"
+    assert unserved.value.type == "not_found_error"
+    assert refused.value.code == "invalid_api_key"
+
+
+def test_backend_failures_answer_in_the_openai_envelope() -> None:
+    script = {"rules": [{"match": "down", "status": 503, "retry_after": 1}]}
+    backend = ScriptedBackend(Script.model_validate(script))
+    with serve_in_thread(create_app(backend)) as url:
+        down = chat(url, messages=[{"role": "user", "content": "down"}])
+    assert down.status_code == 503
+    assert down.headers["retry-after"] == "1"
+    assert down.json() == {
+        "error": {
+            "message": "scripted HTTP 503 for rule 'down'",
+            "type": "server_error",
+            "param": None,
+            "code": "backend_error",
+        }
+    }
 
 
 def test_api_key_is_required_when_set() -> None:
@@ -202,3 +254,18 @@ def test_cli_needs_exactly_one_source(args: list[str]) -> None:
     )
     assert done.returncode == 2
     assert "--scripted" in done.stderr
+
+
+def test_cli_bad_script_exits_2_with_every_problem(tmp_path: Path) -> None:
+    script = tmp_path / "judge.yaml"
+    script.write_text("rules:\n  - match: x\n    status: 200\n    colour: red\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "openrft.cli.serve_model", "--scripted", str(script)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1
+    assert "rules.0.status" in done.stderr
+    assert "rules.0.colour" in done.stderr

@@ -21,20 +21,31 @@ from pydantic import Field
 
 from openrft.errors import ConfigError, Problem
 from openrft.graders import Grader
+from openrft.graders.seekr import DEFAULT_REWARD_COMPONENTS
 from openrft.training.config import LoraSettings, SFTSettings
-from openrft.training.dialects import (
+from openrft.training.dialects.base import (
+    Dialect,
     DialectModel,
     Mapped,
     check_all,
-    compile_grader,
+    grader_at,
+    keys_of,
     validate_section,
 )
 
-DEFAULT_REWARD: dict[str, Any] = {
-    "format_reward_weight": 0.1,
-    "graders": [{"type": "math_accuracy", "weight": 0.9}],
-}
-"""What SeekrFlow trains a `REINFORCEMENT` job on when it has no `reward_components`."""
+SEEKR_KEYS = frozenset(
+    {
+        "training_files",
+        "validation_files",
+        "fine_tune_type",
+        "reward_components",
+        "lora_config",
+        "experiment_name",
+        "pre_train",
+        "max_length",
+    }
+)
+"""Top-level keys only SeekrFlow's `TrainingConfig` has."""
 
 
 class SeekrLoRAConfig(DialectModel):
@@ -172,8 +183,8 @@ def _reward(data: Mapping[str, Any]) -> Grader | None:
         return None
     components = data.get("reward_components")
     if components is None:
-        components = DEFAULT_REWARD
-    return compile_grader({"reward_components": components}, "$.reward_components")
+        components = DEFAULT_REWARD_COMPONENTS
+    return grader_at({"reward_components": components}, "$.reward_components")
 
 
 def _reinforcement(job: SeekrTrainingConfig, grader: Grader | None, mapped: Mapped) -> None:
@@ -192,3 +203,6 @@ def _supervised(job: SeekrTrainingConfig, mapped: Mapped) -> None:
         stage["batch_size"] = job.batch_size
     mapped.set("method", "supervised", "$.fine_tune_type")
     mapped.set("sft_warmup", SFTSettings(**stage), "$")
+
+
+DIALECT = Dialect("seekrflow", "SeekrFlow TrainingConfig", to_native, keys_of(SEEKR_KEYS))

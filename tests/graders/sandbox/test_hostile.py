@@ -27,8 +27,7 @@ from typing import Any
 import pytest
 
 from openrft.graders import GradeContext, GradeResult, Sample, grade_batch, load_grader
-from openrft.graders.sandbox import SandboxLimits, detect_layers
-from openrft.graders.sandbox_pool import POOL
+from openrft.graders.sandbox import POOL, SandboxLimits, detect_layers
 
 CONFIGS = {
     "all-layers": ([], []),

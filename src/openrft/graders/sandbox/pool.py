@@ -5,7 +5,7 @@
 idle workers warm between calls, keyed by (owner, grader name, source hash, limits), so a worker
 never serves two graders or two owners; concurrent calls with one key get separate workers.
 
-It does NOT start processes or talk to them (`sandbox_process.py` does).
+It does NOT start processes or talk to them (`process.py` does).
 """
 
 from __future__ import annotations
@@ -14,23 +14,23 @@ import atexit
 import threading
 from collections import OrderedDict
 
-from openrft.graders.sandbox import Layers, SandboxLimits
-from openrft.graders.sandbox_process import Outcome, Worker, WorkerLost
+from openrft.graders.sandbox.layers import Layers, SandboxLimits
+from openrft.graders.sandbox.process import Outcome, SandboxWorker, WorkerLost
 
 
-class WorkerPool:
+class SandboxPool:
     """Idle workers by key; a worker is checked out by one batch at a time."""
 
     def __init__(self) -> None:
-        self._idle: OrderedDict[tuple[str, ...], list[Worker]] = OrderedDict()
+        self._idle: OrderedDict[tuple[str, ...], list[SandboxWorker]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def checkout(self, key: tuple[str, ...]) -> Worker | None:
+    def checkout(self, key: tuple[str, ...]) -> SandboxWorker | None:
         with self._lock:
             workers = self._idle.get(key)
             return workers.pop() if workers else None
 
-    def checkin(self, key: tuple[str, ...], worker: Worker) -> None:
+    def checkin(self, key: tuple[str, ...], worker: SandboxWorker) -> None:
         """Keep `worker` warm unless it should retire; stop the least recently used beyond
         `max_workers`."""
         if worker.retired or worker.busy_seconds > worker.limits.cpu_seconds / 2:
@@ -57,7 +57,7 @@ class WorkerPool:
             worker.stop()
 
 
-POOL = WorkerPool()
+POOL = SandboxPool()
 atexit.register(POOL.close)
 
 
@@ -69,7 +69,7 @@ def run_batch(
     worker = POOL.checkout(key)
     while len(outcomes) < len(payloads):
         if worker is None:
-            worker = Worker(source, limits, layers)
+            worker = SandboxWorker(source, limits, layers)
             failure = worker.start()
             if failure is not None:  # the code cannot load (or the sandbox cannot start)
                 worker.stop()

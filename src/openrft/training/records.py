@@ -1,4 +1,5 @@
-"""Dataset rows as training sees them: read, split, and shaped for TRL records.
+"""Dataset rows as training sees them: read, split, and shaped into TRL records (the dataset
+files themselves are `openrft.data`'s: `data/rows.py` reads and checks them).
 
 RL rows are read and validated by `openrft.data.load_dataset` (every problem with its line,
 including fields the grader's templates need); the validation carve-out is

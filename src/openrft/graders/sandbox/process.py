@@ -1,13 +1,13 @@
 """Host side of one python-grader worker: start it, stream requests, watch it, kill it.
 
-A `Worker` is one locked-down process (see `sandbox_worker.py`) running one grader's code. It
+A `SandboxWorker` is one locked-down process (see `worker.py`) running one grader's code. It
 streams a batch over a pipe (no process per sample) under a wall-clock watchdog per sample, and
 validates every reply (request id, finite float, known keys, frame size) before anything else
 sees it. A sample that runs past the time limit, a worker that dies, or a reply that breaks the
 protocol raises `WorkerLost` with that one sample's verdict; the worker is then already dead.
 
-It does NOT decide which layers to use (`sandbox.py` does), keep workers warm or retry the rest
-of a batch (`sandbox_pool.py` does), or build grade results (`python_grader.py` does).
+It does NOT decide which layers to use (`layers.py` does), keep workers warm or retry the rest
+of a batch (`pool.py` does), or build grade results (`graders/python_grader.py` does).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from typing import IO, Any, Literal
 
 from openrft.graders.result import MAX_ABS_REWARD
-from openrft.graders.sandbox import (
+from openrft.graders.sandbox.cgroup import Cgroup
+from openrft.graders.sandbox.layers import (
     SANDBOX_SCRATCH,
     SANDBOX_WORKER_PATH,
     WORKER_SCRIPT,
@@ -40,7 +41,6 @@ from openrft.graders.sandbox import (
     rlimits,
     worker_env,
 )
-from openrft.graders.sandbox_cgroup import Cgroup
 
 _HEADER = struct.Struct(">I")
 MAX_REPLY_BYTES = 1 << 20
@@ -74,7 +74,7 @@ def frame(message: dict[str, Any]) -> bytes:
     return _HEADER.pack(len(body)) + body
 
 
-class Worker:
+class SandboxWorker:
     """One sandboxed process running one grader's source."""
 
     def __init__(self, source: str, limits: SandboxLimits, layers: Layers) -> None:

@@ -33,7 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from openrft.errors import ConfigError, Problem
-from openrft.serving.schemas import ChatRequest, Choice, Completion
+from openrft.inference.schemas import ChatRequest, Choice, Completion
 
 _GROUP = re.compile(r"\$(\d)")
 

@@ -1,28 +1,14 @@
-"""The python grader's isolation layers: what this machine offers, the policy, the worker command.
+"""Which isolation layers this machine offers, the policy that refuses untrusted code without
+enough of them, and the command and limits a worker starts under.
 
-Layers, each applied when the machine has it (detected once, at first use):
+`detect_layers` probes the machine once (bubblewrap, Landlock, seccomp, cgroups, the uid drop)
+and records why a layer is missing; `check_policy` refuses to run untrusted code unless a
+filesystem layer (bubblewrap or Landlock), a network layer (bubblewrap or seccomp) and rlimits
+are all in force, or the insecure override is on (logged loudly at every grading call).
+`bubblewrap_command`, `read_paths`, `worker_env` and `rlimits` say what a worker may see, read
+and use; `SandboxLimits` holds the deployment's numbers.
 
-- **bubblewrap**: fresh pid, net, ipc, uts and mount namespaces; only the interpreter, its
-  stdlib, the venv's site-packages and the worker script are visible (read-only); a size-bounded
-  tmpfs at `/tmp` is the scratch space; the environment is an explicit dict.
-- **rlimits**: address space, open files, file size, no core dumps, threads, lifetime CPU.
-- **unprivileged uid**: a root host drops to `nobody` inside the worker (or, where the
-  interpreter is unreachable for `nobody`, at least clears every capability).
-- **Landlock**: read only the paths above, write only the scratch, no TCP, no signals or abstract
-  unix sockets outside the sandbox, `/proc` limited to the worker's own pid.
-- **seccomp**: no sockets, fork, exec, ptrace, signals to other pids or admin syscalls.
-- **cgroups**: memory, pids and CPU quota per worker, plus `cgroup.kill` on the whole group.
-- a host-side wall-clock **watchdog** (`sandbox_process.py`) kills an overrunning worker.
-
-Untrusted code runs only when a filesystem layer (bubblewrap or Landlock), a network layer
-(bubblewrap or seccomp) and rlimits are all in force, unless `allow_insecure` (or
-`OPENRFT_PYTHON_GRADER_INSECURE=1`) is set, which is logged loudly at every grading call.
-
-What this does NOT protect against: kernel exploits (every layer shares the host kernel; use
-gVisor or a VM for hostile tenants at scale); side channels (timing, cache, Spectre); reading
-world-readable system files under `/usr`; a grader forging its *own* score (it controls
-`grade()` anyway); CPU and memory pressure on other tenants beyond the limits set here; and,
-without cgroups, the scratch files' total size (rlimits bound each file only).
+It does NOT start workers (`process.py` does) or apply anything inside one (`worker.py` does).
 """
 
 from __future__ import annotations
@@ -42,14 +28,14 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from openrft.errors import SandboxError
-from openrft.graders.sandbox_cgroup import Cgroup
+from openrft.graders.sandbox.cgroup import Cgroup
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # one logger for the whole sandbox
 
-WORKER_SCRIPT = Path(__file__).with_name("sandbox_worker.py")
+WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 SANDBOX_SCRATCH = "/tmp"  # noqa: S108 - a fresh tmpfs in the sandbox's own mount namespace
 """The scratch directory inside bubblewrap (also `HOME`, `TMPDIR` and the working directory)."""
-SANDBOX_WORKER_PATH = "/opt/openrft/sandbox_worker.py"
+SANDBOX_WORKER_PATH = "/opt/openrft/sandbox/worker.py"
 """Where the worker script appears inside bubblewrap."""
 INSECURE_ENV = "OPENRFT_PYTHON_GRADER_INSECURE"
 LAYER_NAMES = ("bubblewrap", "landlock", "seccomp", "cgroups", "rlimits", "uid")

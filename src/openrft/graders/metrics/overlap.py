@@ -9,7 +9,7 @@ them with `==` over a table of cases): `bleu_from`/`bleu_all` is
 
 Why faster: in GRPO a batch holds groups of completions that share one reference, so each
 distinct reference is tokenized once, and the clipped n-gram matches of the whole batch are
-counted at once by `graders/ngrams.py` (numpy array operations instead of a hash table of
+counted at once by `ngrams.py` (numpy array operations instead of a hash table of
 n-gram tuples per completion). ROUGE-L uses the bit-parallel LCS length (Hyyrö 2004) instead of
 rouge-score's full dynamic-programming table: the same integer, from a few big-int operations
 per token. The floating-point steps after the counts mirror the libraries' own expressions in
@@ -29,7 +29,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 
-from openrft.graders import ngrams
+from openrft.graders.metrics import ngrams
 
 BLEU_ORDER = 4
 """BLEU-4 with uniform weights (nltk's default)."""
