@@ -105,6 +105,16 @@ def test_message_shape_problems(tmp_path: Path, row: dict[str, object], message:
     assert report.problems[0].where.endswith(":1")
 
 
+def test_supervised_rows_must_end_with_the_answer(tmp_path: Path) -> None:
+    answer = {"role": "assistant", "content": "2"}
+    path = write(tmp_path / "sft.jsonl", {"messages": [USER, answer]}, {"messages": [USER]})
+    assert list(problems_by_line(validate_dataset(path))) == [1]  # as prompts: 1 has the answer
+    found = problems_by_line(validate_dataset(path, last_role="assistant"))
+    assert list(found) == [2]
+    assert "not 'assistant'" in found[2]
+    assert validate_dataset(path, last_role=None).ok  # a `completion` template answers line 2
+
+
 def test_content_parts_tools_and_roles_are_accepted(tmp_path: Path) -> None:
     row = {
         "messages": [

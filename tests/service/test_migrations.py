@@ -335,9 +335,12 @@ def test_a_new_revision_is_numbered_after_head_and_empty_when_nothing_changed(
 ) -> None:
     location = tmp_path / "migrations"
     shutil.copytree(migrations.DIRECTORY, location, ignore=shutil.ignore_patterns("__pycache__"))
+    head = ScriptDirectory(str(location)).get_current_head()
+    assert head is not None
+    after = f"{int(head) + 1:04d}"
     written = write_revision("nothing changed", location)
-    assert written == location / "versions" / "v0003_nothing_changed.py"
+    assert written == location / "versions" / f"v{after}_nothing_changed.py"
     text = written.read_text()
-    assert "down_revision = '0002'" in text
+    assert f"down_revision = '{head}'" in text
     assert "op." not in text.split("def upgrade")[1]  # the tables match head: nothing to do
-    assert ScriptDirectory(str(location)).get_current_head() == "0003"
+    assert ScriptDirectory(str(location)).get_current_head() == after

@@ -1,8 +1,9 @@
 """`openrft serve-model`: serve a model (or a scripted judge) over an OpenAI-compatible API.
 
-A thin shell over `openrft.inference`: it builds the backend, then runs uvicorn. The root app
-registers `serve_model` as `serve-model`; `python -m openrft.cli.serve_model ARGS` is
-`openrft serve-model ARGS`.
+A thin shell over `openrft.inference`: it builds the backend, then runs uvicorn. A service
+model id (`ft:…`) is served from its checkpoint in the service's store
+(`cli/service_models.py`). The root app registers `serve_model` as `serve-model`;
+`python -m openrft.cli.serve_model ARGS` is `openrft serve-model ARGS`.
 """
 
 from __future__ import annotations
@@ -14,11 +15,16 @@ from typing import Annotated
 
 import typer
 
+from openrft.cli.service_models import service_checkpoint
+
 
 def serve_model(
     model: Annotated[
         str | None,
-        typer.Argument(help="HF model directory, cached hub id, or OpenRFT (LoRA) checkpoint."),
+        typer.Argument(
+            help="HF model directory, cached hub id, OpenRFT (LoRA) checkpoint, or a service "
+            "model id (`ft:…`, `ft:…:ckpt-step-N`, found with --data-dir)."
+        ),
     ] = None,
     scripted: Annotated[
         Path | None,
@@ -37,6 +43,13 @@ def serve_model(
         str | None,
         typer.Option(help="Require `Authorization: Bearer` with the key in this env variable."),
     ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="The service's data dir, for an `ft:` id; default as `openrft serve`."),
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="The service's store URL, when not SQLite in data dir.")
+    ] = None,
 ) -> None:
     """Serve /v1/chat/completions and /v1/models for one model, OpenAI-compatible."""
     import uvicorn
@@ -50,10 +63,13 @@ def serve_model(
     api_key = os.environ.get(api_key_env) if api_key_env else None
     if api_key_env and not api_key:
         raise typer.BadParameter(f"${api_key_env} is not set", param_hint="--api-key-env")
+    source = str(model)
+    if model is not None and model.startswith("ft:"):  # served under its id, as OpenAI names it
+        source, name = str(service_checkpoint(model, data_dir, database_url)), name or model
     served: Backend = (
         ScriptedBackend.from_file(scripted, name or "scripted")
         if scripted is not None
-        else load_backend(str(model), backend, name, max_tokens)
+        else load_backend(source, backend, name, max_tokens)
     )
     typer.echo(f"serving {served.name!r} on http://{host}:{port}/v1", err=True)
     uvicorn.run(create_app(served, api_key), host=host, port=port, log_level="warning")

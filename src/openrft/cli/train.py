@@ -1,5 +1,6 @@
 """`openrft train CONFIG` and `openrft export CHECKPOINT --merge OUT`: thin shells over
-`training.grpo.run` and `training.export.merge`.
+`training.grpo.run` and `training.export.merge`. `export` also takes a service model id
+(`ft:…`, `ft:…:ckpt-step-N`) with the service's `--data-dir`, and finds its checkpoint there.
 
 `--num-processes N` (N > 1) starts N ranks with `torchrun --standalone` (gloo on CPU), each
 running `python -m openrft.training.grpo`; `accelerate launch --cpu --num_processes N` is not
@@ -25,6 +26,7 @@ import typer
 from rich.console import Console
 
 from openrft.cli.exits import EXIT_FAILED
+from openrft.cli.service_models import service_checkpoint
 from openrft.training.config import TrainingConfig
 from openrft.training.dialects import load_file
 from openrft.training.rundir import EXIT_PAUSED, paused_info
@@ -74,13 +76,29 @@ def train(
 
 
 def export(
-    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint dir (LoRA adapter or full).")],
+    checkpoint: Annotated[
+        str,
+        typer.Argument(
+            help="A checkpoint dir (LoRA adapter or full), or a service model id: a job's "
+            "`ft:…` model or a checkpoint model `ft:…:ckpt-step-N`."
+        ),
+    ],
     merge: Annotated[Path, typer.Option(help="Write a merged, transformers-loadable model here.")],
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="The service's data dir, for an `ft:` id; default as `openrft serve`."),
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="The service's store URL, when not SQLite in data dir.")
+    ] = None,
 ) -> None:
-    """Export a checkpoint as a plain transformers model directory."""
+    """Export a checkpoint (or a service `ft:` model) as a plain transformers model directory."""
     from openrft.training.export import merge as merge_checkpoint
 
-    merge_checkpoint(checkpoint, merge)
+    source = Path(checkpoint)
+    if checkpoint.startswith("ft:"):
+        source = service_checkpoint(checkpoint, data_dir, database_url)
+    merge_checkpoint(source, merge)
     out.print(f"merged model: {merge}")
 
 

@@ -1,7 +1,8 @@
 """Datasets: chat-format JSONL rows, their validation (every problem, with line numbers), loading,
 and the validation carve-out.
 
-A row is `{"messages": [...ending with the user's turn], "tools": [...]?, ...item fields}`;
+A row is `{"messages": [...ending with the user's turn], "tools": [...]?, ...item fields}`
+(a supervised row's messages end with the assistant's answer: `last_role="assistant"`);
 `load_dataset` returns `Row(messages, tools, item, line)` objects and raises `DatasetError` with
 every problem; `validate_dataset` returns a `DatasetReport` with the problems and statistics
 instead of raising. Nothing here imports torch or transformers.

@@ -1,6 +1,7 @@
 """One dataset row: reading chat-format JSONL lines and checking each line on its own.
 
-A row is a JSON object with `messages` (the prompt: chat turns ending with the user's), an
+A row is a JSON object with `messages` (the prompt: chat turns ending with the user's; for
+supervised jobs, OpenAI's SFT rows, ending with the assistant's answer: `LastRole`), an
 optional `tools` list (OpenAI function tools), and any other keys, which graders see as `item`
 (`reference_answer`, `solution`, nested objects…). Each check here looks at one line only and
 returns every problem it finds as text that says what to do; checks across rows (duplicates,
@@ -18,10 +19,15 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 """Roles a prompt message may have (`tool` carries a tool result in a multi-turn prompt)."""
+
+LastRole = Literal["user", "assistant"] | None
+"""Whose turn ends a row: `user` for prompts (reinforcement), `assistant` for supervised rows
+(OpenAI's SFT format: the answer is the target), `None` for either (an `sft_warmup` with a
+`completion` template)."""
 
 TEXT_PART_TYPES = ("text", "input_text", "output_text")
 """Content-part types whose `text` is prompt text (other parts, e.g. images, pass through)."""
@@ -32,7 +38,7 @@ class Row:
     """A valid dataset row, split into what the model sees and what graders see."""
 
     messages: list[dict[str, Any]]
-    """The prompt: chat messages, the last one from the user."""
+    """The prompt: chat messages, the last one from the user (a supervised row's: the answer)."""
     tools: list[dict[str, Any]] | None = None
     """OpenAI function tools offered to the model, when the row has any."""
     item: dict[str, Any] = field(default_factory=dict)
@@ -113,8 +119,11 @@ def unreadable_json(exc: ValueError | RecursionError) -> str:
     return f"unreadable JSON: {exc}"[:300]
 
 
-def parse_line(text: str, number: int) -> tuple[Row | None, list[str]]:
-    """Parse and check one JSONL line: the row when it is valid, and every problem found."""
+def parse_line(
+    text: str, number: int, last_role: LastRole = "user"
+) -> tuple[Row | None, list[str]]:
+    """Parse and check one JSONL line: the row when it is valid, and every problem found.
+    `last_role`: whose turn must end `messages` (`LastRole`)."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -129,7 +138,7 @@ def parse_line(text: str, number: int) -> tuple[Row | None, list[str]]:
             f"the line is a JSON {_kind(data)}, not an object; write "
             '{"messages": [...], ...} on each line'
         ]
-    problems = check_messages(data.get("messages", _MISSING))
+    problems = check_messages(data.get("messages", _MISSING), last_role)
     problems += check_tools(data.get("tools"))
     if problems:
         return None, problems
@@ -140,8 +149,8 @@ def parse_line(text: str, number: int) -> tuple[Row | None, list[str]]:
 _MISSING: Any = object()
 
 
-def check_messages(messages: Any) -> list[str]:
-    """Every problem with a row's `messages`."""
+def check_messages(messages: Any, last_role: LastRole = "user") -> list[str]:
+    """Every problem with a row's `messages`, which must end with `last_role`'s turn."""
     if messages is _MISSING:
         return ['no `messages`: add "messages": [{"role": "user", "content": "…"}]']
     if not isinstance(messages, list):
@@ -152,11 +161,20 @@ def check_messages(messages: Any) -> list[str]:
     for index, message in enumerate(messages):
         problems += check_message(message, f"messages[{index}]")
     last = messages[-1]
-    if isinstance(last, dict) and last.get("role") in ROLES and last["role"] != "user":
+    role = last.get("role") if isinstance(last, dict) else None
+    if last_role is None or role not in ROLES or role == last_role:
+        return problems
+    if last_role == "user":
         problems.append(
-            f"the last message is from {last['role']!r}, not 'user': the prompt must end with the "
+            f"the last message is from {role!r}, not 'user': the prompt must end with the "
             "user's turn (the model writes the next one); drop trailing answers or move them "
             "into an item field such as `reference_answer`"
+        )
+    else:
+        problems.append(
+            f"the last message is from {role!r}, not 'assistant': a supervised row ends with "
+            "the assistant's answer, the text the model learns to write; add it (or, for an "
+            "`sft_warmup`, set `completion`)"
         )
     return problems
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from openrft.data.rows import Row, parse_line, prompt_text, read_lines
+from openrft.data.rows import LastRole, Row, parse_line, prompt_text, read_lines
 from openrft.errors import DatasetError, Problem, TemplateError
 from openrft.graders.spec import Grader, MultiGrader
 from openrft.graders.template import lookup, variables
@@ -140,6 +140,7 @@ def validate_dataset(
     tokenizer: Any = None,
     max_prompt_tokens: int | None = None,
     max_problems: int | None = None,
+    last_role: LastRole = "user",
 ) -> DatasetReport:
     """Check a chat-format JSONL file; report every problem with its line, and statistics.
 
@@ -147,9 +148,12 @@ def validate_dataset(
     Hugging Face tokenizer): measure prompts in tokens, and flag prompts over
     `max_prompt_tokens` (default: the tokenizer's `model_max_length` when it is a real limit).
     `max_problems`: keep at most this many problems (the rest are counted in
-    `problems_omitted`). The file is streamed: rows are checked and dropped, not kept.
+    `problems_omitted`). `last_role`: whose turn ends each row, `user` (prompts) or
+    `assistant` (supervised rows; `None`: either). The file is streamed: rows are checked and
+    dropped, not kept.
     """
-    _, report = _scan(Path(path), grader, tokenizer, max_prompt_tokens, max_problems, keep=False)
+    path = Path(path)
+    _, report = _scan(path, grader, tokenizer, max_prompt_tokens, max_problems, False, last_role)
     return report
 
 
@@ -160,6 +164,7 @@ def _scan(
     limit: int | None,
     max_problems: int | None = None,
     keep: bool = True,
+    last_role: LastRole = "user",
 ) -> tuple[list[Row], DatasetReport]:
     report = DatasetReport(str(path))
     needs = grader_needs(grader) if grader is not None else []
@@ -175,7 +180,7 @@ def _scan(
             problems = [line.problem] if line.problem else []
             row = None
             if line.text is not None:
-                row, problems = parse_line(line.text, line.number)
+                row, problems = parse_line(line.text, line.number, last_role)
             if row is not None:
                 problems += missing_fields(row, needs)
                 problems += _duplicate(row, first_seen)
@@ -243,10 +248,12 @@ def _statistics(
         )
 
 
-def load_dataset(path: str | Path, grader: Grader | None = None) -> list[Row]:
+def load_dataset(
+    path: str | Path, grader: Grader | None = None, last_role: LastRole = "user"
+) -> list[Row]:
     """Read a chat-format JSONL file into rows; raise `DatasetError` listing every problem
     (the same checks as `validate_dataset`, without a tokenizer)."""
-    rows, report = _scan(Path(path), grader, None, None)
+    rows, report = _scan(Path(path), grader, None, None, last_role=last_role)
     if report.problems:
         raise DatasetError(report.problems, f"{path}: {len(report.problems)} problem(s)")
     return rows

@@ -7,5 +7,6 @@ with transformers (or vLLM when installed), and a scripted backend that answers 
 exact tests and benchmarks. Users deploy tuned checkpoints with it; the model graders' tests use
 it as a real local judge; `local.serve_in_thread` runs either app on a free local port. Errors go
 out in the service's envelope (`openrft.api_errors`). It serves one model per process and does
-not stream.
+not stream. `python -m openrft.inference` (`__main__.py`) is the same app with LoRA adapters
+loaded on demand over the base model: the model server `openrft serve` starts per base model.
 """

@@ -106,6 +106,9 @@ def create_app(backend: Backend, api_key: str | None = None) -> FastAPI:
         if request.stream:
             message = "stream=true is not supported"
             raise InvalidRequestError(message, param="stream", code="unsupported_value")
+        if request.adapter is not None and not getattr(backend, "max_adapters", 0):
+            message = "this server does not load adapters"
+            raise InvalidRequestError(message, param="adapter", code="unsupported_parameter")
         completion = await backend.complete(request)
         if completion.status != 200:
             raise failure(completion)

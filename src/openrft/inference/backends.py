@@ -6,7 +6,11 @@ loaded, the adapter merged in). It renders the tokenizer's chat template (a plai
 layout when there is none), samples with `temperature`/`top_p` (greedy at temperature 0), honours
 `n`, `seed`, `stop` and the token limit, and counts tokens for `usage`. JSON `response_format`s are
 asked for by prompting only: decoding is not constrained, so a small model may still answer
-something else. Requests are answered one at a time (generation holds a lock; it is CPU-bound).
+something else. Requests are answered one at a time (generation holds a lock; it is CPU-bound);
+concurrent requests are not batched. With `max_adapters` set, a request may name a LoRA checkpoint
+(`ChatRequest.adapter`) trained over the served model: it is loaded next to the resident base
+model as a named peft adapter, at most `max_adapters` stay loaded (least recently used evicted),
+and requests without one are answered by the base model with the adapters disabled.
 
 `VLLMBackend` does the same through `vllm.LLM` for full model directories; it is chosen by
 `load_backend(..., kind="auto")` only when vLLM is importable and the checkpoint is not an adapter.
@@ -16,9 +20,11 @@ Importing this module does not import torch; building a backend does.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.util
-import json
 import threading
+from collections import OrderedDict
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,27 +52,18 @@ def is_adapter(path: Path) -> bool:
 
 
 def load_model(path: str | Path) -> tuple[Any, Any]:
-    """`(model, tokenizer)` for a model directory, hub id, or LoRA checkpoint (merged)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """`(model, tokenizer)` for a model directory, hub id, or LoRA checkpoint: an adapter is
+    merged into its base, itself perhaps a chained job's LoRA checkpoint (the same loading as
+    training's, `training.models.load_causal_lm`)."""
+    from transformers import AutoTokenizer
 
-    source = Path(path)
-    if not is_adapter(source):
-        if not source.exists() and Path(str(path)).is_absolute():
-            raise ConfigError([Problem(str(path), "no such model directory")])
-        model: Any = AutoModelForCausalLM.from_pretrained(str(path))
-        return model.eval(), AutoTokenizer.from_pretrained(str(path))
-    from peft import PeftModel
+    from openrft.training.models import load_causal_lm, tokenizer_source
 
-    config = json.loads((source / "adapter_config.json").read_text(encoding="utf-8"))
-    base = config.get("base_model_name_or_path")
-    if not base:
-        raise ConfigError(
-            [Problem(f"{source}/adapter_config.json", "has no base_model_name_or_path")]
-        )
-    model = AutoModelForCausalLM.from_pretrained(base)
-    model = PeftModel.from_pretrained(model, str(source)).merge_and_unload()
-    has_tokenizer = any(source.glob("tokenizer*"))
-    return model.eval(), AutoTokenizer.from_pretrained(str(source if has_tokenizer else base))
+    source = str(path)
+    if Path(source).is_absolute() and not Path(source).exists():
+        raise ConfigError([Problem(source, "no such model directory")])
+    model: Any = load_causal_lm(source)
+    return model.eval(), AutoTokenizer.from_pretrained(tokenizer_source(source))
 
 
 def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
@@ -90,11 +87,19 @@ class TransformersBackend:
     """Runs generation with transformers on the CPU (or wherever the model was loaded)."""
 
     def __init__(
-        self, path: str | Path, name: str | None = None, max_tokens: int = DEFAULT_MAX_TOKENS
+        self,
+        path: str | Path,
+        name: str | None = None,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        max_adapters: int = 0,
     ) -> None:
         self.model, self.tokenizer = load_model(path)
         self.name = name or Path(str(path)).name
         self.max_tokens = max_tokens
+        self.max_adapters = max_adapters
+        """LoRA adapters kept loaded at once; 0: requests may not name one."""
+        self.adapters: OrderedDict[str, str] = OrderedDict()
+        """Loaded adapters, checkpoint path -> peft adapter name, least recently used first."""
         self._lock = threading.Lock()
 
     async def complete(self, request: ChatRequest) -> Completion:
@@ -103,7 +108,36 @@ class TransformersBackend:
 
     def _locked_generate(self, request: ChatRequest) -> Completion:
         with self._lock:
-            return self.generate(request)
+            try:
+                selected = self._select(request.adapter)
+            except (OSError, ValueError, KeyError, RuntimeError) as exc:  # gone, or another base
+                message = f"cannot load the adapter: {type(exc).__name__}: {exc}"
+                return Completion(status=500, error=message[:500])
+            with selected:
+                return self.generate(request)
+
+    def _select(self, adapter: str | None) -> AbstractContextManager[Any]:
+        """Make `adapter` (a checkpoint path) the active one, loading it (and evicting the least
+        recently used) if needed; no adapter: the base model, adapters disabled meanwhile."""
+        if adapter is None:
+            return self.model.disable_adapter() if self.adapters else nullcontext()
+        name = self.adapters.get(adapter)
+        if name is None:
+            name = "a" + hashlib.sha256(adapter.encode()).hexdigest()[:16]
+            if not self.adapters:  # the first adapter wraps the base model in a PeftModel
+                from peft import PeftModel
+
+                self.model = PeftModel.from_pretrained(self.model, adapter, adapter_name=name)
+                self.model.eval()
+            else:
+                self.model.load_adapter(adapter, adapter_name=name)
+            self.adapters[adapter] = name
+        self.adapters.move_to_end(adapter)
+        self.model.set_adapter(name)
+        while len(self.adapters) > max(self.max_adapters, 1):
+            _, evicted = self.adapters.popitem(last=False)
+            self.model.delete_adapter(evicted)
+        return nullcontext()
 
     def generate(self, request: ChatRequest) -> Completion:
         """Answer one request (blocking)."""

@@ -57,7 +57,12 @@ class ChatRequest(BaseModel):
     """`{"type": "json_schema", "json_schema": {...}}` or `{"type": "json_object"}`: the model is
     asked for JSON (by prompting; decoding is not constrained)."""
     stream: bool = False
-    """Streaming is not supported; `true` is answered with HTTP 400."""
+    """`serve-model` does not stream (`true` is answered with HTTP 400); `openrft serve` sends
+    the finished completion as Server-Sent Events."""
+    adapter: str | None = None
+    """OpenRFT extension: the directory of a LoRA checkpoint trained over the served model, to
+    answer with (only on servers started with adapters enabled, as `openrft serve` starts them;
+    elsewhere HTTP 400)."""
 
     def token_limit(self, default: int) -> int:
         """The generation limit for this request."""

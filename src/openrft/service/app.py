@@ -20,10 +20,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
 from openrft.api_errors import envelope, install_error_handlers
-from openrft.service import files, graders, jobs, models, secrets
+from openrft.service import chat, eval_runs, evals, files, graders, jobs, models, secrets
 from openrft.service.bodylimit import BodyLimit
 from openrft.service.dashboard import mount_dashboard
 from openrft.service.lifecycle import Validations
+from openrft.service.model_servers import ModelServers
 from openrft.service.settings import Settings
 from openrft.service.store import Store, secure_data_dir
 from openrft.service.supervisor import worker_health
@@ -50,7 +51,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         app.state.settings = settings
         app.state.validations = Validations(app.state.store, settings)
         app.state.validations.recover()  # in the background: a bad file never blocks start-up
+        app.state.model_servers = ModelServers(settings)  # chat: started on first use
         yield
+        await app.state.model_servers.close()
         app.state.validations.close()
         app.state.store.engine.dispose()
 
@@ -60,7 +63,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         version="0.1.0",
         lifespan=lifespan,
     )
-    for module in (files, jobs, graders, models, secrets):
+    for module in (files, jobs, graders, models, secrets, chat, evals, eval_runs):
         app.include_router(module.router)
     mount_dashboard(app)  # the browser dashboard at `/`
     app.add_middleware(BodyLimit)  # no request body is read whole past 16 MiB

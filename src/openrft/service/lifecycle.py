@@ -4,8 +4,9 @@
   (OpenAI's body plus the `openrft` overrides); the resulting native config is stored with the
   job and handed to its validation as it is.
 - `validate_job_files` runs the `validating_files` step: every dataset problem, checked against
-  the grader, fails the job with `error{code, message, param}`; so does a plan over the project's
-  step quota; otherwise the job is queued. `Validations` runs these on two threads of their own
+  the grader (supervised rows must end with the assistant's answer, prompts with the user's),
+  fails the job with `error{code, message, param}`; so does a plan over the project's step
+  quota; otherwise the job is queued. `Validations` runs these on two threads of their own
   (never the request threads), and at start-up resumes the ones an earlier process left
   unfinished in the background: a file that cannot be validated fails its job, never the server.
 - `check_job_quota` refuses a job over the project's quotas (`tenancy.Quota`) at create time.
@@ -23,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from openrft.data.rows import LastRole
 from openrft.data.validate import validate_dataset
 from openrft.errors import ConfigError, Problem
 from openrft.service.errors import QuotaExceededError
@@ -55,8 +57,11 @@ def hyperparameters(body: Mapping[str, Any], config: TrainingConfig) -> dict[str
 
 
 def fine_tuned_model_name(base: str, suffix: str | None, job_id: str) -> str:
-    """OpenAI-style `ft:<base>:<suffix>:<id>`; a local model directory is named by its basename."""
-    if base.startswith(("/", ".", "~")):
+    """OpenAI-style `ft:<base>:<suffix>:<id>`; a local model directory is named by its basename,
+    and a job chained on an `ft:` model by that model's own base (as OpenAI names them)."""
+    if base.startswith("ft:"):
+        base = base.split(":")[1]
+    elif base.startswith(("/", ".", "~")):
         base = Path(base).name
     return f"ft:{base}:{suffix or ''}:{job_id.removeprefix('ftjob-')}"
 
@@ -98,18 +103,27 @@ def _over(where: str, value: int, limit: int) -> Problem:
 
 
 def _dataset_error(config: TrainingConfig, limits: Quota) -> dict[str, Any] | None:
-    checks = [("training_file", config.training_file)]
+    # supervised rows end with the assistant's answer (OpenAI's SFT format), prompts with the
+    # user's turn; a `completion` template writes the answer for rows that have none
+    warmup = config.sft_warmup
+    answer: LastRole = None if warmup is not None and warmup.completion else "assistant"
+    ending: LastRole = answer if config.method == "supervised" else "user"
+    checks = [("training_file", config.training_file, ending, config.grader)]
     if config.validation_file:
-        checks.append(("validation_file", config.validation_file))
-    for param, path in checks:
-        report = validate_dataset(path, grader=config.grader, max_problems=MAX_PROBLEMS_KEPT)
+        checks.append(("validation_file", config.validation_file, ending, config.grader))
+    if warmup is not None and warmup.training_file and config.method != "supervised":
+        checks.append(("sft_warmup.training_file", warmup.training_file, answer, None))
+    for param, path, last_role, grader in checks:
+        report = validate_dataset(
+            path, grader=grader, max_problems=MAX_PROBLEMS_KEPT, last_role=last_role
+        )
         if report.problems:
             shown = report.problems[:MAX_PROBLEMS_IN_ERROR]
             text = "; ".join(f"{p.where.rsplit('/', 1)[-1]}: {p.message}" for p in shown)
             count = len(report.problems) + report.problems_omitted
             more = count - len(shown)
             return {
-                "code": f"invalid_{param}",
+                "code": f"invalid_{param.rsplit('.', 1)[-1]}",
                 "message": f"{param} has {count} problem(s): {text}"
                 + (f"; and {more} more" if more else ""),
                 "param": param,

@@ -7,7 +7,9 @@ server (`training_file`, `validation_file`, `sft_warmup.training_file`, `model`,
 
 - dataset files: the id of a file uploaded to the same project (`file-…`);
 - `model`: the embedded default, a base model the operator registered (`openrft models add`),
-  or one of the project's own `ft:` models or checkpoint models;
+  or one of the project's own `ft:` models or checkpoint models (`checkpoint_path`: its
+  checkpoint directory, which training loads merged into its base; docs/training.md,
+  "Chaining jobs");
 - `accelerate_config`: the name of a file the operator put in `<data_dir>/accelerate/`;
 - `output_dir`: nothing; the worker chooses the job's directory.
 
@@ -84,19 +86,7 @@ class Resolver:
         )
 
     def _fine_tuned(self, name: str) -> str | None:
-        """The checkpoint directory of one of this project's `ft:` models (its last
-        checkpoint) or checkpoint models (`…:ckpt-step-N`)."""
-        query = (
-            select(checkpoints.c.path)
-            .join(jobs, jobs.c.id == checkpoints.c.job_id)
-            .where(jobs.c.project == self.project)
-        )
-        by_checkpoint = query.where(checkpoints.c.model == name)
-        row = self.store.one(by_checkpoint)
-        if row is None:
-            final = query.where(jobs.c.fine_tuned_model == name, jobs.c.status == "succeeded")
-            row = self.store.one(final.order_by(checkpoints.c.step.desc()))
-        return str(row["path"]) if row else None
+        return checkpoint_path(self.store, name, self.project)
 
     def accelerate(self, value: str) -> tuple[str | None, Problem | None]:
         directory = accelerate_dir(self.settings)
@@ -158,6 +148,21 @@ def resolve_resources(
     if problems:
         raise ConfigError(problems, "the job names resources it cannot use")
     return config.model_copy(update=updates)
+
+
+def checkpoint_path(store: Store, name: str, project: str | None) -> str | None:
+    """The checkpoint directory of an `ft:` model (its job's last checkpoint, once the job
+    succeeded) or of a checkpoint model (`…:ckpt-step-N`); only `project`'s, unless `None`
+    (the operator's `openrft export`). A new job on it merges that adapter into its base and
+    trains a fresh one on top (`training.models.load_causal_lm`)."""
+    query = select(checkpoints.c.path).join(jobs, jobs.c.id == checkpoints.c.job_id)
+    if project is not None:
+        query = query.where(jobs.c.project == project)
+    row = store.one(query.where(checkpoints.c.model == name))
+    if row is None:
+        final = query.where(jobs.c.fine_tuned_model == name, jobs.c.status == "succeeded")
+        row = store.one(final.order_by(checkpoints.c.step.desc()))
+    return str(row["path"]) if row else None
 
 
 def accelerate_dir(settings: Settings) -> Path:

@@ -76,6 +76,13 @@ class Settings(BaseModel):
     grading_concurrency: int = Field(default=4, ge=1)
     """`graders/run` calls one project may have in flight; more are refused with 429."""
 
+    chat_load_timeout_seconds: float = Field(default=300.0, gt=0)
+    """How long a chat request waits for its model server to load before 503 `model_loading`."""
+    chat_timeout_seconds: float = Field(default=600.0, gt=0)
+    """Longest a model server may take to answer one chat completion (then 504)."""
+    chat_max_adapters: int = Field(default=8, ge=1)
+    """LoRA adapters (`ft:`/checkpoint models) each model server keeps loaded (LRU evicted)."""
+
     # --- quotas: defaults for every project (`openrft quotas set` overrides per project) --------
     max_active_jobs: int = Field(default=16, ge=1)
     """Jobs a project may have validating, queued or running at once."""

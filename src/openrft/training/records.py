@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from openrft.data import Row, load_dataset, split_validation
+from openrft.data.rows import parse_line, read_lines
 from openrft.errors import DatasetError, Problem
 from openrft.graders.spec import Grader
 from openrft.graders.template import render
@@ -43,29 +44,22 @@ def split_rows(rows: list[Row], share: float, seed: int) -> tuple[list[Row], lis
 
 
 def read_sft_jsonl(path: str | Path, grader: Grader | None = None) -> list[Row]:
-    """Supervised rows: JSON per line with a non-empty `messages` list (usually ending with the
-    assistant's answer); other keys except `tools` become the item. Raises `DatasetError`
+    """Supervised rows: chat-format JSONL lines (`openrft.data.rows` checks each one), usually
+    ending with the assistant's answer (a row ending with the user needs a `completion`
+    template, `sft_records`); other keys except `tools` become the item. Raises `DatasetError`
     listing every bad line. (`grader` is accepted so it reads like `load_rows`; unused.)"""
     del grader
     rows: list[Row] = []
     problems: list[Problem] = []
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        for line in read_lines(Path(path)):
+            found, messages = (None, [line.problem or ""])
+            if line.text is not None:
+                found, messages = parse_line(line.text, line.number, last_role=None)
+            problems += [Problem(f"{path}:{line.number}", message) for message in messages]
+            rows += [found] if found is not None else []
+    except OSError as exc:
         raise DatasetError([Problem(str(path), f"cannot read the file: {exc}")]) from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-        except ValueError as exc:
-            problems.append(Problem(f"{path}:{number}", f"not valid JSON: {exc}"))
-            continue
-        messages = raw.pop("messages", None) if isinstance(raw, dict) else None
-        if not isinstance(messages, list) or not messages:
-            problems.append(Problem(f"{path}:{number}", "needs a non-empty `messages` list"))
-            continue
-        rows.append(Row(messages=messages, tools=raw.pop("tools", None), item=raw, line=number))
     if problems or not rows:
         raise DatasetError(problems or [Problem(str(path), "the file has no rows")])
     return rows
