@@ -208,8 +208,9 @@ def test_bad_runs_are_refused_with_every_bad_row(client: openai.OpenAI) -> None:
     assert "row 0" not in message
 
     completions = {"type": "completions", "source": INLINE["source"], "model": "m"}
-    with pytest.raises(openai.BadRequestError, match="not available yet"):
+    with pytest.raises(openai.NotFoundError) as unknown:
         client.evals.runs.create(made.id, data_source=completions)  # type: ignore[arg-type]
+    assert unknown.value.code == "model_not_found"
 
 
 def test_a_queued_run_is_canceled_and_deleted(make_server: Any) -> None:

@@ -1,8 +1,10 @@
 """Eval runs, executed in the workers: read the rows, grade them, store the output items.
 
-A run's rows (`jsonl` data source: inline `file_content` or an uploaded file's lines) are
-`{"item": {…}, "sample": {"output_text": …}}`: the sample is ready, nothing is sampled from a
-model. Each row is graded by every testing criterion through the grader engine, in the
+A run's rows (inline `file_content` or an uploaded file's lines) are `{"item": {…}, "sample":
+{"output_text": …}}` for a `jsonl` data source (the sample is ready), `{"item": {…}}` for a
+`completions` one, whose samples are drawn from the runner's own model servers
+(`eval_completions.Sampler`, started by the first such run) one chunk at a time. Each row is
+graded by every testing criterion through the grader engine, in the
 project's `GradeContext` (its secrets, the operator's allow-list, its own sandbox workers).
 
 `EvalRunner` is a thread in each worker process (`worker.py` starts it beside the job loop, so
@@ -14,8 +16,8 @@ worker was a process on this host that is gone, else once its heartbeat is `stal
 old; rows already graded are kept (output items are unique per row), so the next claimer
 grades only the rest. After `max_attempts` claims it fails with `worker_lost`.
 
-It does not sample completions (the `completions` data source is not built yet) and does not
-bound a grader's time: the graders do.
+It does not bound a grader's time (the graders do) nor a model's (the model servers' chat
+timeouts do).
 """
 
 from __future__ import annotations
@@ -35,9 +37,16 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from openrft.errors import DatasetError, Problem, SpecError
+from openrft.api_errors import ApiError, ServerError
+from openrft.errors import DatasetError, Problem, SpecError, TemplateError
 from openrft.graders import Grader, GradeResult, Sample, grade_batch, load_grader
 from openrft.service import tenancy
+from openrft.service.eval_completions import (
+    CompletionsSource,
+    Sampler,
+    check_source,
+    render_messages,
+)
 from openrft.service.orphans import HOST, PID_NAMESPACE, process_alive
 from openrft.service.settings import Settings
 from openrft.service.store import (
@@ -91,30 +100,45 @@ def source_rows(store: Store, project: str, source: Mapping[str, Any]) -> list[A
     raise DatasetError([Problem("data_source.source.type", message)])
 
 
-def _row_problem(row: Any, validator: Any) -> str | None:
-    if not isinstance(row, dict) or not isinstance(row.get("item"), dict):
-        return 'expected {"item": {…}, "sample": {"output_text": …}}'
-    sample = row.get("sample")
+def _sample_problem(sample: Any) -> str | None:
     if not isinstance(sample, dict) or not isinstance(sample.get("output_text"), str):
         return (
-            "has no `sample` with an `output_text` string; this server grades ready samples "
-            "(the `completions` data source is not available yet)"
+            "has no `sample` with an `output_text` string; a `jsonl` data source grades ready "
+            "samples (use the `completions` data source to sample from a model)"
         )
     if not isinstance(sample.get("output_tools", []), list):
         return "`sample.output_tools` must be a list of tool calls"
+    return None
+
+
+def _row_problem(row: Any, validator: Any, source: CompletionsSource | None) -> str | None:
+    if not isinstance(row, dict) or not isinstance(row.get("item"), dict):
+        return 'expected {"item": {…}}' if source else 'expected {"item": {…}, "sample": {…}}'
+    if source is None:
+        problem = _sample_problem(row.get("sample"))
+        if problem:
+            return problem
+    else:
+        try:
+            render_messages(source, row["item"])
+        except TemplateError as exc:
+            return f"its input messages do not render: {exc}"
     error = jsonschema.exceptions.best_match(validator.iter_errors(row["item"]))
     return None if error is None else f"`item` does not match the item schema: {error.message}"
 
 
-def check_rows(rows: Sequence[Any], item_schema: Mapping[str, Any]) -> None:
-    """`DatasetError` listing the bad rows (the first `MAX_LISTED_PROBLEMS`), or none."""
+def check_rows(
+    rows: Sequence[Any], item_schema: Mapping[str, Any], source: CompletionsSource | None = None
+) -> None:
+    """`DatasetError` listing the bad rows (the first `MAX_LISTED_PROBLEMS`), or none. Rows of
+    a `completions` `source` need no sample; their messages must render."""
     if not rows:
         raise DatasetError([Problem("data_source.source", "holds no rows")])
     if len(rows) > MAX_RUN_ROWS:
         message = f"holds {len(rows)} rows; a run may have at most {MAX_RUN_ROWS}"
         raise DatasetError([Problem("data_source.source", message)])
     validator = jsonschema.validators.validator_for(item_schema)(item_schema)
-    found = ((n, _row_problem(row, validator)) for n, row in enumerate(rows))
+    found = ((n, _row_problem(row, validator, source)) for n, row in enumerate(rows))
     problems = [Problem(f"data_source.source row {n}", p) for n, p in found if p]
     if problems:
         raise DatasetError(problems[:MAX_LISTED_PROBLEMS], f"{len(problems)} bad row(s)")
@@ -170,16 +194,42 @@ def output_sample(sample: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def sample_error(spec: Grader, error: Mapping[str, Any]) -> dict[str, Any]:
+    """A criterion's entry for a row the model could not answer: errored, not graded."""
+    return {
+        "name": spec.name,
+        "type": spec.type,
+        "score": 0.0,
+        "passed": False,
+        "sample": None,
+        "error": {"sample_error": True, **error},
+    }
+
+
 def grade_rows(
-    specs: Sequence[Grader], rows: Sequence[tuple[int, Any]], context: Any, run: RowMapping
+    specs: Sequence[Grader],
+    rows: Sequence[tuple[int, Any]],
+    context: Any,
+    run: RowMapping,
+    outputs: Sequence[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Output item rows for `(index, row)` pairs, every criterion graded as one batch."""
-    samples = [to_sample(row["sample"]) for _, row in rows]
+    """Output item rows for `(index, row)` pairs, every criterion graded as one batch.
+    `outputs`: the rows' sampled output item samples (a `completions` run), else the rows'
+    ready samples are graded."""
+    if outputs is None:
+        outputs = [output_sample(row["sample"]) for _, row in rows]
+        samples = [to_sample(row["sample"]) for _, row in rows]
+    else:
+        samples = [to_sample({"output_text": _text(out)}) for out in outputs]
     items = [row["item"] for _, row in rows]
     per_criterion = [grade_batch(spec, samples, items, context) for spec in specs]
     made = []
     for position, (index, row) in enumerate(rows):
-        results = [criterion_result(graded[position]) for graded in per_criterion]
+        error = outputs[position]["error"]
+        results = [
+            sample_error(spec, error) if error else criterion_result(graded[position])
+            for spec, graded in zip(specs, per_criterion, strict=True)
+        ]
         made.append(
             {
                 "id": new_id("outputitem"),
@@ -187,7 +237,7 @@ def grade_rows(
                 "eval_id": run["eval_id"],
                 "datasource_item_id": index,
                 "datasource_item": row["item"],
-                "sample": output_sample(row["sample"]),
+                "sample": outputs[position],
                 "results": results,
                 "status": "pass" if all(r["passed"] for r in results) else "fail",
                 "created_at": now(),
@@ -196,14 +246,24 @@ def grade_rows(
     return made
 
 
+def _text(output: Mapping[str, Any]) -> str:
+    return "".join(str(m.get("content") or "") for m in output["output"])
+
+
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens")
+
+
 class Tally:
-    """`result_counts` and `per_testing_criteria_results`, built from output items."""
+    """`result_counts`, `per_testing_criteria_results` and `per_model_usage`, built from
+    output items. `per_model_usage` is kept inside the `result_counts` column (no column of
+    its own); `eval_runs.run_object` takes it out."""
 
     def __init__(self, names: Sequence[str]) -> None:
         self.counts = {"total": 0, "passed": 0, "failed": 0, "errored": 0}
         self.criteria: dict[str, dict[str, Any]] = {
             name: {"testing_criteria": name, "passed": 0, "failed": 0} for name in names
         }
+        self.usage: dict[str, dict[str, Any]] = {}
 
     def add(self, items: Iterable[Mapping[str, Any]] | Iterable[RowMapping]) -> None:
         for item in items:
@@ -215,10 +275,23 @@ class Tally:
             for result in item["results"]:
                 if result["name"] in self.criteria:
                     self.criteria[result["name"]]["passed" if result["passed"] else "failed"] += 1
+            self._use(item["sample"])
+
+    def _use(self, sample: Mapping[str, Any]) -> None:
+        """Count one model call (rows of a `jsonl` run made none)."""
+        if not sample.get("model") or not sample.get("input"):
+            return
+        name = sample["model"]
+        usage = self.usage.setdefault(
+            name, {"model_name": name, "invocation_count": 0, **dict.fromkeys(USAGE_KEYS, 0)}
+        )
+        usage["invocation_count"] += 1
+        for key in USAGE_KEYS:
+            usage[key] += int(sample["usage"].get(key) or 0)
 
     def values(self) -> dict[str, Any]:
         return {
-            "result_counts": dict(self.counts),
+            "result_counts": {**self.counts, "per_model_usage": list(self.usage.values())},
             "per_testing_criteria_results": list(self.criteria.values()),
         }
 
@@ -313,14 +386,24 @@ class RunGone(Exception):
     """The run was canceled, deleted or re-claimed while this worker graded it."""
 
 
-def _load(store: Store, run: RowMapping) -> tuple[list[Grader], list[Any]]:
+def _load(
+    store: Store, settings: Settings, run: RowMapping
+) -> tuple[list[Grader], list[Any], CompletionsSource | None]:
     row = store.one(select(evals).where(evals.c.id == run["eval_id"]))
     if row is None:
         raise RunGone
     specs = [load_grader(criterion) for criterion in row["testing_criteria"]]
-    rows = source_rows(store, run["project"], run["data_source"]["source"])
-    check_rows(rows, row["data_source_config"]["schema"]["properties"]["item"])
-    return specs, rows
+    data_source = run["data_source"]
+    source = None
+    if data_source.get("type") == "completions":
+        source = check_source(store, settings, run["project"], data_source)
+    rows = source_rows(store, run["project"], data_source["source"])
+    check_rows(rows, row["data_source_config"]["schema"]["properties"]["item"], source)
+    return specs, rows, source
+
+
+def _fail(store: Store, run: RowMapping, code: str | None, message: str) -> None:
+    set_run(store, run, status="failed", error={"code": code, "message": message})
 
 
 def _graded(store: Store, run: RowMapping) -> list[RowMapping]:
@@ -328,32 +411,71 @@ def _graded(store: Store, run: RowMapping) -> list[RowMapping]:
         eval_output_items.c.datasource_item_id,
         eval_output_items.c.status,
         eval_output_items.c.results,
+        eval_output_items.c.sample,
     ).where(eval_output_items.c.run_id == run["id"])
     return store.all(query)
 
 
 def execute(
-    store: Store, settings: Settings, run: RowMapping, stopping: Callable[[], bool]
+    store: Store,
+    settings: Settings,
+    run: RowMapping,
+    stopping: Callable[[], bool],
+    sampler: Callable[[], Sampler] | None = None,
 ) -> None:
-    """Grade a claimed run's remaining rows and settle it. Raises `RunGone` when it stops
-    being this claim's; puts it back in the queue when `stopping`."""
+    """Grade a claimed run's remaining rows (sampling them first from `sampler()`'s model
+    servers for a `completions` run) and settle it. Raises `RunGone` when it stops being this
+    claim's; puts it back in the queue when `stopping`. A model that cannot load or answer
+    fails the run with the model servers' error code."""
     try:
-        specs, rows = _load(store, run)
+        specs, rows, source = _load(store, settings, run)
     except (DatasetError, SpecError, OSError, ValueError) as exc:
-        error = {"code": "invalid_data_source", "message": str(exc)}
-        set_run(store, run, status="failed", error=error)
+        _fail(store, run, "invalid_data_source", str(exc))
         return
+    except ApiError as exc:  # the model is gone (deleted, or its job's checkpoints were)
+        _fail(store, run, exc.code, exc.message)
+        return
+    try:
+        _grade(store, settings, run, stopping, specs, rows, source, sampler)
+    except ServerError as exc:
+        _fail(store, run, exc.code, exc.message)
+
+
+def _grade(
+    store: Store,
+    settings: Settings,
+    run: RowMapping,
+    stopping: Callable[[], bool],
+    specs: list[Grader],
+    rows: list[Any],
+    source: CompletionsSource | None,
+    sampler: Callable[[], Sampler] | None,
+) -> None:
     tally = Tally([spec.name for spec in specs])
     done = _graded(store, run)
     tally.add(done)
     seen = {row["datasource_item_id"] for row in done}
     todo = [(index, row) for index, row in enumerate(rows) if index not in seen]
     context = tenancy.grade_context(store, settings, run["project"])
+
+    def heartbeat() -> None:  # while a model loads or answers
+        set_run(store, run, heartbeat_at=time.time())
+
+    models = None
+    if source is not None and todo:
+        if sampler is None:
+            raise ServerError("this worker cannot sample completions", code="server_error")
+        models = sampler()
+        models.load(source, heartbeat)
     for start in range(0, len(todo), CHUNK):
         if stopping():  # the next claimer grades the rest
             set_run(store, run, status="queued", claim=None, worker=None)
             return
-        made = grade_rows(specs, todo[start : start + CHUNK], context, run)
+        chunk = todo[start : start + CHUNK]
+        outputs = None
+        if source is not None and models is not None:
+            outputs = models.samples(source, [row["item"] for _, row in chunk], heartbeat)
+        made = grade_rows(specs, chunk, context, run, outputs)
         tally.add(made)
         with store.tx() as conn:  # one transaction: a canceled run gets no more rows
             beat = _ours(run).values(heartbeat_at=time.time(), **tally.values())
@@ -374,6 +496,13 @@ class EvalRunner:
         self.name = name
         self.stopping = stopping
         self.thread = threading.Thread(target=self.serve, name="openrft-eval-runs", daemon=True)
+        self.models: Sampler | None = None
+        """This worker's model servers, started by its first `completions` run."""
+
+    def sampler(self) -> Sampler:
+        if self.models is None:
+            self.models = Sampler(self.settings, f"worker-{os.getpid()}")
+        return self.models
 
     def start(self) -> EvalRunner:
         self.thread.start()
@@ -395,6 +524,8 @@ class EvalRunner:
             wait = self.settings.poll_seconds
             if not worked:
                 time.sleep(wait)
+        if self.models is not None:
+            self.models.close()
 
     def round(self) -> bool:
         """Re-queue lost runs, then run one; False when none was queued."""
@@ -403,7 +534,7 @@ class EvalRunner:
         if run is None:
             return False
         try:
-            execute(self.store, self.settings, run, self.stopping)
+            execute(self.store, self.settings, run, self.stopping, self.sampler)
         except (RunGone, IntegrityError):  # taken from us; another claimer wrote those rows
             log.info(
                 "eval run %s stopped on this worker: canceled, deleted or re-claimed", run["id"]

@@ -1,9 +1,9 @@
 """`/v1/evals/{eval_id}/runs` and their `output_items`: create, list, retrieve, cancel, delete.
 
-Creating a run checks its `jsonl` data source now (every bad row is named, the items against
-the eval's `item_schema`) and queues it; a worker grades it (`eval_runner.py`), so a run
-survives an API restart. Rows carry a ready `sample`; the `completions` data source (sampling
-from a model served here) is refused until chat completions exist. A project may have
+Creating a run checks its data source now (every bad row is named, the items against the
+eval's `item_schema`) and queues it; a worker grades it (`eval_runner.py`), so a run survives an
+API restart. `jsonl` rows carry a ready `sample`; a `completions` source names a model the
+project may chat with, whose samples the worker draws (`eval_completions.py`). A project may have
 `max_active_jobs` runs queued or in progress at once (the jobs quota, counted apart), a run at
 most `MAX_RUN_ROWS` rows. `report_url` points at the dashboard, which has no eval page yet.
 """
@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select, update
 
 from openrft.service.deps import ProjectDep, SettingsDep, StoreDep
 from openrft.service.errors import InvalidRequestError, NotFoundError, QuotaExceededError
+from openrft.service.eval_completions import check_source
 from openrft.service.eval_runner import ACTIVE, check_rows, source_rows
 from openrft.service.evals import check_metadata, find_eval, list_page, page
 from openrft.service.store import Store, eval_output_items, eval_runs, new_id, now
@@ -35,22 +36,19 @@ class RunCreate(BaseModel):
 
     data_source: dict[str, Any]
     """`{"type": "jsonl", "source": {"type": "file_content", "content": [{item, sample}]}}` or
-    `{"type": "jsonl", "source": {"type": "file_id", "id": "file-…"}}`."""
+    `{"type": "jsonl", "source": {"type": "file_id", "id": "file-…"}}`, or a `completions`
+    source: `{"type": "completions", "model", "input_messages", "sampling_params", "source"}`
+    whose rows are `{"item": {…}}`."""
     name: str | None = None
     metadata: dict[str, str] | None = None
 
 
 def _check_source(data_source: dict[str, Any]) -> dict[str, Any]:
     kind = data_source.get("type")
-    if kind == "completions":
+    if kind not in ("jsonl", "completions"):
         raise InvalidRequestError(
-            "data_source type `completions` is not available yet (it needs chat completions "
-            "on this server); send `jsonl` rows that carry a ready `sample`",
+            f"data_source.type must be `jsonl` or `completions`, not {kind!r}",
             param="data_source.type",
-        )
-    if kind != "jsonl":
-        raise InvalidRequestError(
-            f"data_source.type must be `jsonl`, not {kind!r}", param="data_source.type"
         )
     source = data_source.get("source")
     if not isinstance(source, dict):
@@ -61,7 +59,12 @@ def _check_source(data_source: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_object(row: Any) -> dict[str, Any]:
-    """A run as OpenAI shows it; `model` is None: a `jsonl` run's samples were made elsewhere."""
+    """A run as OpenAI shows it; `model` is None for a `jsonl` run (its samples were made
+    elsewhere). `per_model_usage` is stored inside the `result_counts` column (`Tally`)."""
+    counts = dict(row["result_counts"] or _EMPTY_COUNTS)
+    usage = counts.pop("per_model_usage", [])
+    data_source = row["data_source"]
+    model = data_source.get("model") if data_source.get("type") == "completions" else None
     return {
         "id": row["id"],
         "object": "eval.run",
@@ -69,13 +72,13 @@ def run_object(row: Any) -> dict[str, Any]:
         "created_at": row["created_at"],
         "name": row["name"],
         "status": row["status"],
-        "model": None,
+        "model": model,
         "data_source": row["data_source"],
         "metadata": row["user_metadata"],
         "error": row["error"],
-        "result_counts": row["result_counts"] or dict(_EMPTY_COUNTS),
+        "result_counts": counts,
         "per_testing_criteria_results": row["per_testing_criteria_results"] or [],
-        "per_model_usage": [],
+        "per_model_usage": usage,
         "report_url": row["report_url"],
     }
 
@@ -119,9 +122,13 @@ def create_run(
     """Queue a run of the eval over the rows `data_source` names (checked now)."""
     found = find_eval(store, project, eval_id)
     source = _check_source(body.data_source)
+    completions = None
+    if body.data_source["type"] == "completions":
+        completions = check_source(store, settings, project, body.data_source)
     check_rows(
         source_rows(store, project, source),
         found["data_source_config"]["schema"]["properties"]["item"],
+        completions,
     )
     _check_room(store, project, quota(store, settings, project).max_active_jobs)
     run_id = new_id("evalrun")

@@ -2,13 +2,15 @@
 
 The API process never imports torch. For each base model a chat request needs, it starts one
 `python -m openrft.inference BASE` on a free 127.0.0.1 port (on first use), with a random bearer
-key only this process knows, and keeps it for the life of the API process. `get(base)` waits for
-that server's `/health`: at most `Settings.chat_load_timeout_seconds`, then 503 `model_loading`
-(the load goes on; a retry waits again); a server that exits while loading is a 500
-`model_load_failed` with the last line of its log (under `<data_dir>/model-servers/`). A server
-found dead is started again on the next request. `close()` stops them all (a server also exits
-by itself when this process dies). `ft:` and checkpoint models are LoRA adapters that the base
-model's server loads on demand (see `inference/backends.py`).
+key only this process knows, and keeps it for the life of that process (the API process for
+chat; a worker's eval runner for eval runs with a `completions` source, with its own servers).
+`get(base)` waits for that server's `/health`: at most `Settings.chat_load_timeout_seconds`,
+then 503 `model_loading` (the load goes on; a retry waits again); a server that exits while
+loading is a 500 `model_load_failed` with the last line of its log (under
+`<data_dir>/model-servers/`). A server found dead is started again on the next request.
+`close()` stops them all (a server also exits by itself when this process dies). `ft:` and
+checkpoint models are LoRA adapters that the base model's server loads on demand (see
+`inference/backends.py`).
 
 What it does not do: share servers between API processes (`--api-processes N` starts up to N
 servers per base model), place models on devices or check they fit, stop an idle server, or
@@ -87,9 +89,10 @@ class ModelServer:
 class ModelServers:
     """The model servers of one API process, keyed by base model source."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, directory: Path | None = None) -> None:
         self.settings = settings
-        self.directory = settings.data_dir / "model-servers"
+        self.directory = directory or settings.data_dir / "model-servers"
+        """Where the servers' logs and pid files go (a worker's eval runs use their own)."""
         self.key = secrets.token_urlsafe(32)
         self.servers: dict[str, ModelServer] = {}
         self._lock = asyncio.Lock()
