@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from openrft.cli.service_models import service_checkpoint
+from openrft.cli.service_models import DatabaseUrlOption, DataDirOption, service_checkpoint
 
 
 def serve_model(
@@ -43,13 +43,8 @@ def serve_model(
         str | None,
         typer.Option(help="Require `Authorization: Bearer` with the key in this env variable."),
     ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(help="The service's data dir, for an `ft:` id; default as `openrft serve`."),
-    ] = None,
-    database_url: Annotated[
-        str | None, typer.Option(help="The service's store URL, when not SQLite in data dir.")
-    ] = None,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Serve /v1/chat/completions and /v1/models for one model, OpenAI-compatible."""
     import uvicorn

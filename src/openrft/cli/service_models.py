@@ -5,8 +5,21 @@ service's store on this machine (any project's: the operator runs these on the s
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from openrft.errors import MissingResourceError
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(help="The service's data dir, for an `ft:` id; default as `openrft serve`."),
+]
+"""`--data-dir` of the commands that take a service model id."""
+DatabaseUrlOption = Annotated[
+    str | None, typer.Option(help="The service's store URL, when not SQLite in data dir.")
+]
+"""`--database-url` of the commands that take a service model id."""
 
 
 def service_checkpoint(name: str, data_dir: Path | None, database_url: str | None) -> Path:

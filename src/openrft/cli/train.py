@@ -26,7 +26,7 @@ import typer
 from rich.console import Console
 
 from openrft.cli.exits import EXIT_FAILED
-from openrft.cli.service_models import service_checkpoint
+from openrft.cli.service_models import DatabaseUrlOption, DataDirOption, service_checkpoint
 from openrft.training.config import TrainingConfig
 from openrft.training.dialects import load_file
 from openrft.training.rundir import EXIT_PAUSED, paused_info
@@ -84,13 +84,8 @@ def export(
         ),
     ],
     merge: Annotated[Path, typer.Option(help="Write a merged, transformers-loadable model here.")],
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(help="The service's data dir, for an `ft:` id; default as `openrft serve`."),
-    ] = None,
-    database_url: Annotated[
-        str | None, typer.Option(help="The service's store URL, when not SQLite in data dir.")
-    ] = None,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Export a checkpoint (or a service `ft:` model) as a plain transformers model directory."""
     from openrft.training.export import merge as merge_checkpoint

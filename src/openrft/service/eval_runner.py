@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -301,29 +300,7 @@ class Tally:
 
 def claim_run(store: Store, worker: str) -> RowMapping | None:
     """Atomically move the oldest queued run to `in_progress` for `worker`, or None."""
-    token = secrets.token_hex(16)
-    oldest = (
-        select(eval_runs.c.id)
-        .where(eval_runs.c.status == "queued")
-        .order_by(eval_runs.c.seq)
-        .limit(1)
-        .scalar_subquery()
-    )
-    claim = (
-        update(eval_runs)
-        .where(eval_runs.c.status == "queued", eval_runs.c.id == oldest)
-        .values(
-            status="in_progress",
-            claim=token,
-            worker=worker,
-            heartbeat_at=time.time(),
-            attempts=eval_runs.c.attempts + 1,
-        )
-    )
-    with store.tx() as conn:
-        if conn.execute(claim).rowcount != 1:
-            return None
-    return store.one(select(eval_runs).where(eval_runs.c.claim == token))
+    return store.claim_oldest(eval_runs, "in_progress", worker)
 
 
 def _ours(run: RowMapping) -> Any:

@@ -385,30 +385,39 @@ class Store:
 
     def claim_job(self, worker: str) -> RowMapping | None:
         """Atomically move the oldest queued job to `running` for this worker, or None."""
+        return self.claim_oldest(jobs, "running", worker, pid=None)
+
+    def claim_oldest(
+        self, table: Table, status: str, worker: str, **values: Any
+    ) -> RowMapping | None:
+        """Atomically move the oldest `queued` row of `table` (jobs, eval runs: each has `seq`,
+        `claim`, `worker`, `heartbeat_at`, `attempts`) to `status` for `worker`, with a fresh
+        claim token and `values`; the claimed row, or None when none was queued (or a peer
+        took it first)."""
         token = secrets.token_hex(16)
         oldest = (
-            select(jobs.c.id)
-            .where(jobs.c.status == "queued")
-            .order_by(jobs.c.seq)
+            select(table.c.id)
+            .where(table.c.status == "queued")
+            .order_by(table.c.seq)
             .limit(1)
             .scalar_subquery()
         )
         claim = (
-            update(jobs)
-            .where(jobs.c.status == "queued", jobs.c.id == oldest)
+            update(table)
+            .where(table.c.status == "queued", table.c.id == oldest)
             .values(
-                status="running",
+                status=status,
                 claim=token,
                 worker=worker,
                 heartbeat_at=time.time(),
-                attempts=jobs.c.attempts + 1,
-                pid=None,
+                attempts=table.c.attempts + 1,
+                **values,
             )
         )
         with self.tx() as conn:
             if conn.execute(claim).rowcount != 1:
                 return None
-        return self.one(select(jobs).where(jobs.c.claim == token))
+        return self.one(select(table).where(table.c.claim == token))
 
     def stale_jobs(self, cutoff: float) -> list[RowMapping]:
         query = select(jobs).where(jobs.c.status == "running", jobs.c.heartbeat_at < cutoff)
