@@ -10,12 +10,20 @@ Models: the tiny random-weight Llama the tests build, and (unless `--quick`) the
    resolves the model in the key's project and proxies to its model-server subprocess (warmed up
    first: its start and model load are not timed). Goal: ours/anchor <= 1.2x.
 2. Throughput. The same requests sent by 8 concurrent clients (`AsyncOpenAI`) against sent one at
-   a time. Goal: >= 3x, which needs batched generation; the model server generates one request
-   at a time today (`TransformersBackend` holds a lock), so expect ~1x.
+   a time. Goal: >= 3x, from batched generation: the model server's `TransformersBackend` gathers
+   the requests that arrive together (5 ms without a new one ends a gather) into one left-padded
+   `generate` (`inference/batching.py`). The anchor, `TransformersBackend.generate`, runs one
+   request at a time without the scheduler.
 
 Both sides run torch with `--threads` CPU threads (default 1, see `main`). Requests are measured
 in `--rounds` rounds (anchor and ours alternating request by request) after every prompt has
 been sent once to each side.
+
+Measured 2026-12-01 on a shared 2-core box (docs/benchmarks.md, "Chat completions"): 8 clients /
+1 client 2.96-3.60x on the tiny model, 1.64-2.16x on SmolLM2-135M (goal missed: on a CPU the
+prefill costs in proportion to the rows, and a static batch runs to its longest answer);
+latency at 1 client 0.98-1.01x on SmolLM2-135M, 1.20-1.30x on the tiny model (the ~10-17 ms a
+request adds against a ~50-62 ms generation).
 
 Run: `.venv/bin/python benchmarks/chat.py [--quick] [--requests 16] [--max-tokens 32] [--rounds 3]`
 """
@@ -148,7 +156,7 @@ def report(name: str, load: float, rounds: list[tuple[Run, Run, float]]) -> None
     met = "meets" if overhead <= GOAL_OVERHEAD else "misses"
     print(f"goal latency overhead <= {GOAL_OVERHEAD}x (mean): {met}")
     met = "meets" if speedup >= GOAL_THROUGHPUT else "misses"
-    print(f"goal throughput >= {GOAL_THROUGHPUT:.0f}x: {met} (generation is not batched)")
+    print(f"goal throughput >= {GOAL_THROUGHPUT:.0f}x: {met}")
 
 
 def main() -> None:

@@ -25,6 +25,8 @@ successful responses.
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -172,6 +174,20 @@ def envelope(
 def error_response(exc: ApiError) -> JSONResponse:
     """`exc` as its envelope (for middleware, which runs outside the exception handlers)."""
     return envelope(exc.status, exc.message, exc.type, exc.param, exc.code, exc.headers)
+
+
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"`:,;()\[\]{}<>/]+/)+[^\s'\"`:,;()\[\]{}<>/]*")
+"""An absolute POSIX path of two or more components, as it appears inside an error message."""
+
+
+def redact_paths(text: str, known: Mapping[str, str] | None = None) -> str:
+    """`text` with no server path left in it, for an error message a tenant will read: each
+    `known` path (longest first) becomes its label (a model path -> the model id the caller
+    used), and any other absolute path `…/<last component>`."""
+    for path, label in sorted((known or {}).items(), key=lambda item: -len(item[0])):
+        if path:
+            text = text.replace(path.rstrip("/"), label)
+    return ABSOLUTE_PATH.sub(lambda m: "…/" + (m.group(0).rstrip("/").rsplit("/", 1)[-1]), text)
 
 
 def install_error_handlers(app: FastAPI, log: logging.Logger) -> None:

@@ -396,3 +396,83 @@ def test_dashboard_api_is_scoped_to_the_key(
     body = httpx.get(base + "/samples?step=7", headers=mine).json()
     assert (7 in body["steps"], body["step"], body["samples"][0]["reference"]) == (True, 7, "r")
     assert httpx.get(base + "/samples?step=3", headers=mine).status_code == 404
+
+
+# --- a job's eval -------------------------------------------------------------------------------
+
+
+def job_eval(client: openai.OpenAI, job_id: str) -> str:
+    found = getattr(client.fine_tuning.jobs.retrieve(job_id), "eval_id", None)  # an extension
+    assert isinstance(found, str)
+    return found
+
+
+def rows_are(page: Any, selector: str, n: int) -> None:
+    page.wait_for_function(
+        "([s, n]) => document.querySelectorAll(s + ' tbody tr').length === n",
+        arg=[selector, n],
+        timeout=WAIT_MS,
+    )
+
+
+def test_a_job_eval_is_one_click_away_with_base_and_tuned_side_by_side(
+    page: Any, server: Server, client: openai.OpenAI, short_job: str
+) -> None:
+    page.goto(url(server, f"/jobs/{short_job}"))
+    status_is(page, "succeeded")
+    sync_api.expect(page.locator("#eval-link")).to_be_visible()
+    page.locator("#eval-link").click()
+    eval_id = job_eval(client, short_job)
+    page.wait_for_url(url(server, f"/dashboard/evals/{eval_id}"))
+    runs = client.evals.runs.list(eval_id, limit=100).data
+    assert runs[0].name == "baseline (step 0)"
+    assert runs[-1].name == "final (step 24)"
+    rows_are(page, "#runs", len(runs))
+    rows_are(page, "#compare", 3)  # eval_samples: one row per validation row evaluated
+    sync_api.expect(page.locator("#compare-base option:checked")).to_have_text("baseline (step 0)")
+    sync_api.expect(page.locator("#compare-tuned option:checked")).to_have_text("final (step 24)")
+
+    def outputs(run_id: str) -> list[str]:
+        items = client.evals.runs.output_items.list(run_id, eval_id=eval_id).data
+        return [str(i.sample.output[0].content) for i in items]
+
+    first = page.locator("#compare tbody tr").first
+    prompt = first.locator("td").nth(0).inner_text()
+    i = int(prompt.split()[2])  # "What is {i} + {i % 3}?" has the reference {i + i % 3}
+    sync_api.expect(first.locator("td").nth(1)).to_have_text(str(i + i % 3))
+    sync_api.expect(first.locator("td.output pre").nth(0)).to_have_text(outputs(runs[0].id)[0])
+    sync_api.expect(first.locator("td.output pre").nth(1)).to_have_text(outputs(runs[-1].id)[0])
+    page.select_option("#compare-tuned", label=runs[1].name)
+    sync_api.expect(first.locator("td.output pre").nth(1)).to_have_text(outputs(runs[1].id)[0])
+    page.locator("#runs tbody tr").last.get_by_role("link").click()
+    page.wait_for_url(runs[-1].report_url)
+
+
+def test_an_eval_run_page_is_the_report_url(
+    browser: Any, page: Any, server: Server, client: openai.OpenAI, short_job: str
+) -> None:
+    eval_id = job_eval(client, short_job)
+    final = client.evals.runs.list(eval_id, limit=100).data[-1]
+    assert final.report_url == url(server, f"/dashboard/evals/{eval_id}/runs/{final.id}")
+    page.goto(final.report_url)
+    sync_api.expect(page.locator("#run-title")).to_have_text("final (step 24)")
+    sync_api.expect(page.locator("#counts dd").first).to_have_text("3")  # total
+    criterion = page.locator('#criteria tr[data-criterion="answer"] td')
+    passed = final.per_testing_criteria_results[0].passed
+    sync_api.expect(criterion.nth(1)).to_have_text(str(passed))
+    rows_are(page, "#items", 3)
+    items = client.evals.runs.output_items.list(final.id, eval_id=eval_id).data
+    first = page.locator("#items tbody tr").first
+    sync_api.expect(first.locator("td").nth(3)).to_have_text(str(items[0].sample.output[0].content))
+    score = items[0].results[0].score
+    sync_api.expect(first.locator("li[data-criterion=answer]")).to_contain_text(f"{score:.3f}")
+    page.select_option("#item-status", "pass")
+    rows_are(page, "#items", final.result_counts.passed)
+    outsider = browser.new_page()  # another project's key: the run is a 404, as in the API
+    outsider.goto(url(server, "/login"))
+    outsider.evaluate("k => sessionStorage.setItem('openrft.apiKey', k)", server.key("outsider"))
+    outsider.goto(final.report_url)
+    sync_api.expect(outsider.locator("#run-error")).to_contain_text("No such eval")
+    outsider.goto(url(server, f"/dashboard/evals/{eval_id}"))
+    sync_api.expect(outsider.locator("#eval-missing")).to_contain_text("No such eval")
+    outsider.close()

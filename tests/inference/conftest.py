@@ -18,7 +18,8 @@ CHAT_TEMPLATE = (
 SPECIAL = ["<pad>", "<unk>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 
 
-def build_tiny_llama(path: Path) -> Path:
+def build_tiny_llama(path: Path, hidden_size: int = 32) -> Path:
+    """The word-level tiny Llama at `path` (4 attention heads of `hidden_size / 4`)."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -37,8 +38,8 @@ def build_tiny_llama(path: Path) -> Path:
     tokenizer.chat_template = CHAT_TEMPLATE
     config = LlamaConfig(
         vocab_size=len(vocab),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,

@@ -96,3 +96,33 @@ def test_servers_without_adapters_refuse_them(tiny_llama: Path, adapters: list[P
         refused = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
     assert refused.status_code == 400
     assert refused.json()["error"]["param"] == "adapter"
+
+
+def test_one_batch_mixes_adapters_and_the_base_model(
+    tiny_llama: Path, adapters: list[Path], tmp_path: Path
+) -> None:
+    merged = [answer(TransformersBackend(path)) for path in adapters]
+    # a window no test waits out: the batch starts when its rows are all there
+    backend = TransformersBackend(tiny_llama, max_adapters=2, batch_window=600, max_batch_rows=3)
+    base = answer(TransformersBackend(tiny_llama))
+
+    async def ask(*chosen: Path | None) -> list[Any]:
+        requests = []
+        for adapter in chosen:
+            body: dict[str, Any] = {"model": "m", "messages": MESSAGES, "temperature": 0}
+            body["max_tokens"] = 6
+            if adapter is not None:
+                body["adapter"] = str(adapter)
+            requests.append(backend.complete(ChatRequest.model_validate(body)))
+        return list(await asyncio.gather(*requests))
+
+    mixed = asyncio.run(ask(adapters[0], None, adapters[1]))
+    assert backend.generate_calls == 1
+    assert [c.choices[0].text for c in mixed] == [merged[0], base, merged[1]]
+    # a bad adapter fails its own request only, and evicts nobody the batch uses
+    again = asyncio.run(ask(adapters[1], tmp_path / "gone", None))
+    assert backend.generate_calls == 2
+    assert (again[0].choices[0].text, again[2].choices[0].text) == (merged[1], base)
+    assert again[1].status == 500
+    assert (again[1].error or "").startswith("cannot load the adapter")
+    assert set(backend.adapters) == {str(a) for a in adapters}

@@ -16,10 +16,11 @@ import pytest
 
 from openrft.graders import GradeContext, grade_batch, load_grader
 from openrft.inference.app import create_app
-from openrft.inference.backends import TransformersBackend, render_prompt
+from openrft.inference.backends import TransformersBackend
 from openrft.inference.local import serve_in_thread
 from openrft.inference.schemas import ChatRequest
 from openrft.inference.scripted import Script, ScriptedBackend
+from openrft.inference.structured import prepare
 
 SCRIPT = {
     "default": "fallback",
@@ -57,14 +58,14 @@ def test_openai_sdk_talks_to_the_scripted_server() -> None:
 
 def test_errors_have_openai_shape() -> None:
     with serve_in_thread(create_app(scripted())) as url:
-        streamed = chat(url, messages=[{"role": "user", "content": "x"}], stream=True)
         invalid = chat(url, messages=[])
         busy = chat(url, messages=[{"role": "user", "content": "busy"}])
+        busy_stream = chat(url, messages=[{"role": "user", "content": "busy"}], stream=True)
         health = httpx.get(f"{url}/health")
-    assert streamed.status_code == invalid.status_code == 400
-    assert "stream" in streamed.json()["error"]["message"]
+    assert invalid.status_code == 400
     assert invalid.json()["error"]["type"] == "invalid_request_error"
-    assert busy.status_code == 429
+    assert busy.status_code == busy_stream.status_code == 429  # before the stream's first byte
+    assert busy_stream.json() == busy.json()
     assert busy.headers["retry-after"] == "2"
     assert health.json() == {"status": "ok", "model": "scripted"}
 
@@ -79,10 +80,14 @@ def test_openai_sdk_raises_its_typed_errors_with_string_codes() -> None:
         served = client.models.retrieve("scripted")
         with pytest.raises(openai.BadRequestError) as invalid:
             client.chat.completions.create(model="judge", messages=[])
-        with pytest.raises(openai.BadRequestError) as streamed:
-            client.chat.completions.create(
-                model="judge", messages=[{"role": "user", "content": "x"}], stream=True
-            )
+        streamed = client.chat.completions.create(
+            model="judge", messages=[{"role": "user", "content": "echo hi"}], stream=True, n=2
+        )
+        streamed_text = [
+            "".join(c.choices[0].delta.content or "" for c in chunks if c.choices[0].index == i)
+            for chunks in [list(streamed)]
+            for i in (0, 1)
+        ]
         with pytest.raises(openai.RateLimitError) as busy:
             client.chat.completions.create(
                 model="judge", messages=[{"role": "user", "content": "busy"}]
@@ -97,7 +102,7 @@ def test_openai_sdk_raises_its_typed_errors_with_string_codes() -> None:
     assert (unknown_model.value.code, unknown_model.value.param) == ("model_not_found", "model")
     assert served.id == "scripted"
     assert (invalid.value.code, invalid.value.param) == ("invalid_request", "messages")
-    assert (streamed.value.code, streamed.value.param) == ("unsupported_value", "stream")
+    assert streamed_text == ["you said hi", "you said hi"]  # a backend that cannot stream
     assert busy.value.code == "rate_limit_exceeded"
     assert busy.value.response.headers["retry-after"] == "2"
     assert unserved.value.type == "not_found_error"
@@ -133,7 +138,8 @@ def test_tiny_llama_answers_like_direct_generation(tiny_llama: Path) -> None:
 
     backend = TransformersBackend(tiny_llama, name="tiny")
     messages = [{"role": "user", "content": "please rate this output"}]
-    prompt = render_prompt(backend.tokenizer, messages)
+    request = ChatRequest.model_validate({"model": "m", "messages": messages})
+    prompt = prepare(request, backend.tokenizer).prompt
     ids = backend.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
         direct = backend.model.generate(**ids, do_sample=False, max_new_tokens=6, pad_token_id=0)
@@ -199,7 +205,11 @@ def test_lora_checkpoint_is_merged_and_served(tiny_llama: Path, tmp_path: Path) 
     assert answer["usage"]["completion_tokens"] <= 4
 
 
-def test_tiny_llama_is_a_real_judge_for_score_model(tiny_llama: Path) -> None:
+def test_a_tiny_model_is_a_real_judge_for_score_model(tmp_path: Path) -> None:
+    from openrft.training.models import build_tiny_model
+
+    # byte-level BPE: its vocabulary can spell the JSON the judge's answer is constrained to
+    tiny = build_tiny_model(tmp_path / "tiny")
     spec = load_grader(
         {
             "type": "score_model",
@@ -209,13 +219,25 @@ def test_tiny_llama_is_a_real_judge_for_score_model(tiny_llama: Path) -> None:
             "sampling_params": {"temperature": 0, "max_completions_tokens": 5},
         }
     )
-    with serve_in_thread(create_app(TransformersBackend(tiny_llama, name="tiny"))) as url:
+    with serve_in_thread(create_app(TransformersBackend(tiny, name="tiny"))) as url:
         context = GradeContext(judges={"tiny": {"base_url": f"{url}/v1"}})
         results = grade_batch(spec, ["good", "bad"], [{}, {}], context)
     for result in results:  # random weights: the answer is noise, but the round trip is real
         assert not result.errors.model_grader_server_error
         assert result.model_grader_token_usage_per_model["tiny"]["completion_tokens"] <= 5
         assert result.metadata.sampled_model_name == "tiny"
+
+
+def wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
+    """Wait (at most 120 s, a hang guard) until the server at `url` answers `/health`."""
+    for _ in range(1200):
+        assert server.poll() is None, "the server exited"
+        try:
+            if httpx.get(f"{url}/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not become healthy")
 
 
 def free_port() -> int:

@@ -135,7 +135,7 @@ def test_streaming_sends_openai_chunks(served: tuple[Server, Any], alpha: openai
         "model": job.fine_tuned_model,
         "messages": HELLO,
         "temperature": 0,
-        "max_completion_tokens": 4,
+        "max_completion_tokens": 8,
     }
     whole = alpha.chat.completions.create(**request)
     stream = alpha.chat.completions.create(
@@ -143,15 +143,43 @@ def test_streaming_sends_openai_chunks(served: tuple[Server, Any], alpha: openai
     )
     chunks = list(stream)
     assert {c.object for c in chunks} == {"chat.completion.chunk"}
+    assert {c.model for c in chunks} == {job.fine_tuned_model}
     assert chunks[0].choices[0].delta.role == "assistant"
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == whole.choices[0].message.content
+    deltas = [c.choices[0].delta.content for c in chunks if c.choices]
+    assert len([d for d in deltas if d]) > 1  # token by token, not the whole text at once
+    assert "".join(d or "" for d in deltas) == whole.choices[0].message.content
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
     assert finishes[-1] == whole.choices[0].finish_reason
     assert chunks[-1].choices == []
     assert chunks[-1].usage is not None
     assert whole.usage is not None
     assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+
+
+def test_streaming_stops_at_a_stop_string(alpha: openai.OpenAI) -> None:
+    request: dict[str, Any] = {"model": "tiny", "messages": HELLO, "temperature": 0}
+    whole = str(alpha.chat.completions.create(**request, max_tokens=12).choices[0].message.content)
+    assert len(whole) >= 4, whole
+    stop = whole[2:4]
+    stream = alpha.chat.completions.create(**request, max_tokens=12, stop=[stop], stream=True)
+    chunks = [c for c in stream if c.choices]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert text == whole[: whole.find(stop)]
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_a_stream_that_fails_before_its_first_byte_is_a_json_error(
+    served: tuple[Server, Any],
+) -> None:
+    server, _ = served
+    body = {"model": "broken", "messages": HELLO, "stream": True}
+    headers = {"Authorization": f"Bearer {server.key('alpha')}"}
+    failed = httpx.post(
+        f"{server.base_url}/chat/completions", json=body, headers=headers, timeout=120
+    )
+    assert failed.status_code == 500
+    assert failed.headers["content-type"].startswith("application/json")
+    assert failed.json()["error"]["code"] == "model_load_failed"
 
 
 def test_raw_stream_ends_with_done(served: tuple[Server, Any]) -> None:
@@ -183,12 +211,15 @@ def test_another_projects_models_are_not_found(served: tuple[Server, Any]) -> No
     assert job.fine_tuned_model not in listed
 
 
-def test_a_model_that_fails_to_load_is_a_clear_500(alpha: openai.OpenAI) -> None:
+def test_a_model_that_fails_to_load_is_a_clear_500(
+    served: tuple[Server, Any], alpha: openai.OpenAI
+) -> None:
     with pytest.raises(openai.InternalServerError) as failed:
         alpha.chat.completions.create(model="broken", messages=HELLO)
     assert failed.value.code == "model_load_failed"
     assert "'broken' failed to load" in failed.value.message
     assert "no-such-architecture" in failed.value.message
+    assert str(served[0].data_dir.parent) not in failed.value.message  # no server path
 
 
 def test_bad_requests_are_400(alpha: openai.OpenAI) -> None:

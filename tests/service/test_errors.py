@@ -32,3 +32,15 @@ def test_server_faults_are_5xx_and_caller_mistakes_4xx() -> None:
     assert http_shape(MissingResourceError("no WordNet")).status == 503
     spec = http_shape(SpecError([]))
     assert (spec.status, spec.code) == (400, "invalid_grader")
+
+
+def test_error_messages_name_no_server_path() -> None:
+    from openrft.api_errors import redact_paths
+
+    logged = "OSError: /srv/openrft/jobs/ftjob-1/checkpoint-4 has no file named config.json"
+    assert redact_paths(logged) == "OSError: …/checkpoint-4 has no file named config.json"
+    known = {"/srv/openrft/models/base": "tiny", "/srv/openrft": "<data>"}
+    assert redact_paths("no /srv/openrft/models/base/config.json", known) == "no tiny/config.json"
+    assert redact_paths("at http://127.0.0.1:80/v1/chat, ratio 1/2") == (
+        "at http://127.0.0.1:80/v1/chat, ratio 1/2"
+    )

@@ -136,7 +136,7 @@ def test_output_items_are_listed_filtered_and_retrieved(client: openai.OpenAI) -
 
 
 def test_a_run_on_an_uploaded_file_completes(client: openai.OpenAI) -> None:
-    uploaded = client.files.create(file=("rows.jsonl", jsonl(ROWS)), purpose="fine-tune")
+    uploaded = client.files.create(file=("rows.jsonl", jsonl(ROWS)), purpose="evals")
     made = make_eval(client, EXACT_ANSWER)
     source = {"type": "jsonl", "source": {"type": "file_id", "id": uploaded.id}}
     run = client.evals.runs.create(made.id, data_source=source)  # type: ignore[arg-type]

@@ -344,3 +344,52 @@ def test_a_new_revision_is_numbered_after_head_and_empty_when_nothing_changed(
     assert f"down_revision = '{head}'" in text
     assert "op." not in text.split("def upgrade")[1]  # the tables match head: nothing to do
     assert ScriptDirectory(str(location)).get_current_head() == after
+
+
+def test_0004_moves_per_model_usage_out_of_result_counts(url: str) -> None:
+    """Runs stored at 0003 kept `per_model_usage` inside `result_counts`; the API shows the
+    same run after the upgrade, now read from a column of its own."""
+    from openrft.service.eval_runs import run_object
+    from openrft.service.store import eval_runs
+
+    usage = [{"model_name": "m", "invocation_count": 2, "prompt_tokens": 5}]
+    counts = {"total": 2, "passed": 1, "failed": 1, "errored": 0}
+    old_runs = Table(
+        "eval_runs",
+        MetaData(),
+        Column("id", String(64)),
+        Column("result_counts", JSON),
+        *(Column(name, String(64)) for name in ("eval_id", "project", "name", "status")),
+        Column("data_source", JSON),
+        Column("report_url", Text),
+        Column("created_at", Integer),
+        Column("attempts", Integer),
+    )
+    engine = connect(url)
+    with engine.begin() as conn:
+        migrations.migrate(conn, "0003")
+        base = {"eval_id": "eval-1", "project": "p", "name": "r", "status": "completed"}
+        base |= {"data_source": {"type": "jsonl"}, "report_url": "u", "created_at": 1}
+        conn.execute(
+            old_runs.insert(),
+            [
+                {
+                    **base,
+                    "id": "run-1",
+                    "attempts": 1,
+                    "result_counts": {**counts, "per_model_usage": usage},
+                },
+                {**base, "id": "run-2", "attempts": 1, "result_counts": None},
+            ],
+        )
+    store = Store.open(url)
+    try:
+        assert revision_of(store.engine) == migrations.head()
+        rows = {r["id"]: r for r in store.all(select(eval_runs))}
+        assert (rows["run-1"]["result_counts"], rows["run-1"]["per_model_usage"]) == (counts, usage)
+        shown = run_object(rows["run-1"])
+        assert (shown["result_counts"], shown["per_model_usage"]) == (counts, usage)
+        assert run_object(rows["run-2"])["per_model_usage"] == []
+    finally:
+        store.engine.dispose()
+        engine.dispose()

@@ -1,4 +1,4 @@
-"""`openrft jobs create|list|get|events|cancel|pause|resume`: a client of the service API.
+"""`openrft jobs create|list|get|events|cancel|pause|resume|promote`: a client of the service API.
 
 Talks HTTP (httpx) to `--base-url` (`$OPENRFT_BASE_URL`, default http://127.0.0.1:8000/v1) with
 `--api-key` (`$OPENRFT_API_KEY`). `--follow` polls the job and shows a progress bar with the
@@ -173,6 +173,20 @@ def _control(action: str) -> Any:
 
 for _action in ("cancel", "pause", "resume"):
     app.command(_action)(_control(_action))
+
+
+@app.command()
+def promote(
+    job_id: str,
+    checkpoint_id: Annotated[str, typer.Argument(help="A checkpoint id (ftckpt-…).")],
+    base_url: BaseUrl = DEFAULT_URL,
+    api_key: ApiKey = "",
+) -> None:
+    """Make a succeeded job's fine-tuned model serve one of its checkpoints."""
+    path = f"/fine_tuning/jobs/{job_id}/checkpoints/{checkpoint_id}/promote"
+    with Client(base_url, api_key) as client:
+        job = client.call("POST", path)
+    out.print(f"{job['fine_tuned_model']} → {job['promoted_checkpoint']}", highlight=False)
 
 
 def _print_job(job: dict[str, Any]) -> None:

@@ -1,10 +1,12 @@
 """`python -m openrft.inference SOURCE --port P ...`: the model server `openrft serve` starts for
 one base model (`openrft.service.model_servers`), with LoRA adapters enabled.
 
-It is `openrft serve-model`'s app over a `TransformersBackend` with `max_adapters` set, bound to
-127.0.0.1, requiring the bearer key in `$OPENRFT_MODEL_SERVER_KEY` (only the service that
-started it can ask it to load a checkpoint), and exiting when its parent process goes away so a
-killed service leaves no model resident. It is not a user command: use `openrft serve-model`.
+It is `openrft serve-model`'s app over `load_backend(...)` with `max_adapters` set (vLLM's
+engine where vLLM and a CUDA device are there, else `TransformersBackend` with its batching
+settings: `--batch-window-ms`, `--max-batch-rows`), bound to 127.0.0.1, requiring the
+bearer key in `$OPENRFT_MODEL_SERVER_KEY` (only the service that started it can ask it to load
+a checkpoint), and exiting when its parent process goes away so a killed service leaves no
+model resident. It is not a user command: use `openrft serve-model`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default=None)
     parser.add_argument("--max-adapters", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument(
+        "--batch-window-ms",
+        type=float,
+        default=5.0,
+        help="how long to wait for more requests to batch with the first one",
+    )
+    parser.add_argument("--max-batch-rows", type=int, default=16, help="most rows in a batch")
+    parser.add_argument("--backend", default="auto", help="auto, transformers or vllm")
     parser.add_argument("--parent-pid", type=int, default=None)
     args = parser.parse_args(argv)
     if args.parent_pid is not None:
@@ -40,9 +50,17 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     from openrft.inference.app import create_app
-    from openrft.inference.backends import TransformersBackend
+    from openrft.inference.backends import load_backend
 
-    backend = TransformersBackend(args.source, args.name, args.max_tokens, args.max_adapters)
+    backend = load_backend(
+        args.source,
+        args.backend,
+        args.name,
+        args.max_tokens,
+        args.max_adapters,
+        batch_window=args.batch_window_ms / 1000,
+        max_batch_rows=args.max_batch_rows,
+    )
     app = create_app(backend, api_key=os.environ.get(KEY_ENV) or None)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 

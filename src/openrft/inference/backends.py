@@ -2,37 +2,51 @@
 
 `TransformersBackend` loads a Hugging Face model directory (or hub id already in the local cache)
 or an OpenRFT/TRL LoRA checkpoint (a directory with `adapter_config.json`: its base model is
-loaded, the adapter merged in). It renders the tokenizer's chat template (a plain `role: text`
-layout when there is none), samples with `temperature`/`top_p` (greedy at temperature 0), honours
-`n`, `seed`, `stop` and the token limit, and counts tokens for `usage`. JSON `response_format`s are
-asked for by prompting only: decoding is not constrained, so a small model may still answer
-something else. Requests are answered one at a time (generation holds a lock; it is CPU-bound);
-concurrent requests are not batched. With `max_adapters` set, a request may name a LoRA checkpoint
-(`ChatRequest.adapter`) trained over the served model: it is loaded next to the resident base
-model as a named peft adapter, at most `max_adapters` stay loaded (least recently used evicted),
-and requests without one are answered by the base model with the adapters disabled.
+loaded, the adapter merged in). The prompt, decoding constraint and tool-call parsing come from
+`structured.prepare`. It samples with `temperature`/`top_p` (greedy at temperature 0), honours
+`n`, `seed`, `stop` and the token limit, and counts tokens for `usage` (prompt tokens without
+padding). Concurrent requests are batched (`batching.py`): a scheduler thread gathers the
+requests that arrive within `batch_window` seconds (or until `max_batch_rows` rows are waiting),
+and runs one left-padded `model.generate` for each group that decodes alike (greedy, or the same
+`temperature`/`top_p`; a seeded sampling request runs alone so its answer is reproducible), each
+row cut at its own limit, end-of-sequence token or stop string. `stream()` yields text deltas as
+they are generated (for requests with `tools`, the finished message only). Batching is static:
+a batch runs until its longest row is done, and requests arriving meanwhile wait for the next
+one. With `max_adapters` set, a request may name a LoRA checkpoint (`ChatRequest.adapter`)
+trained over the served model: it is loaded next to the resident base model as a named peft
+adapter, at most `max_adapters` stay loaded (least recently used evicted, never one the batch
+in flight uses), and one batch mixes rows of different adapters and of the base model (peft's
+`adapter_names`). A bad adapter fails only the requests that name it.
 
-`VLLMBackend` does the same through `vllm.LLM` for full model directories; it is chosen by
-`load_backend(..., kind="auto")` only when vLLM is importable and the checkpoint is not an adapter.
-Importing this module does not import torch; building a backend does.
+`load_backend(..., kind="auto")` picks vLLM's engine instead (`vllm_engine.VLLMBackend`:
+continuous batching, multi-LoRA, structured outputs) when vLLM is installed and a CUDA device is
+visible. Importing this module does not import torch; building a backend does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import importlib.util
 import threading
 from collections import OrderedDict
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from openrft.errors import ConfigError, Problem
-from openrft.inference.schemas import ChatRequest, Choice, Completion
+from openrft.inference.schemas import ChatRequest, Completion
+
+if TYPE_CHECKING:
+    from openrft.inference.batching import Event, Job
 
 DEFAULT_MAX_TOKENS = 256
 """Generation limit when a request gives none."""
+DEFAULT_BATCH_WINDOW = 0.005
+"""Seconds the scheduler waits for more requests to batch with the first one."""
+DEFAULT_MAX_BATCH_ROWS = 16
+"""Most generated rows (sequences) in one `generate` call."""
 
 
 class Backend(Protocol):
@@ -66,25 +80,14 @@ def load_model(path: str | Path) -> tuple[Any, Any]:
     return model.eval(), AutoTokenizer.from_pretrained(tokenizer_source(source))
 
 
-def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    """The prompt text: the tokenizer's chat template, or `role: text` lines without one."""
-    if getattr(tokenizer, "chat_template", None):
-        text: str = tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
-        return text
-    lines = [f"{m['role']}: {m['content']}" for m in messages]
-    return "\n".join([*lines, "assistant:"])
-
-
-def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
-    """`text` up to the earliest stop string, and whether one was found."""
-    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
+def has_tools(request: ChatRequest) -> bool:
+    """Whether `request` offers tools (its answer may be a tool call, known only when whole)."""
+    tools = getattr(request, "tools", None) or (request.model_extra or {}).get("tools")
+    return bool(tools)
 
 
 class TransformersBackend:
-    """Runs generation with transformers on the CPU (or wherever the model was loaded)."""
+    """Runs batched generation with transformers on the CPU (or wherever the model was loaded)."""
 
     def __init__(
         self,
@@ -92,7 +95,11 @@ class TransformersBackend:
         name: str | None = None,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         max_adapters: int = 0,
+        batch_window: float = DEFAULT_BATCH_WINDOW,
+        max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
     ) -> None:
+        from openrft.inference.batching import Scheduler
+
         self.model, self.tokenizer = load_model(path)
         self.name = name or Path(str(path)).name
         self.max_tokens = max_tokens
@@ -100,130 +107,201 @@ class TransformersBackend:
         """LoRA adapters kept loaded at once; 0: requests may not name one."""
         self.adapters: OrderedDict[str, str] = OrderedDict()
         """Loaded adapters, checkpoint path -> peft adapter name, least recently used first."""
-        self._lock = threading.Lock()
+        self.scheduler = Scheduler(self._run, batch_window, max_batch_rows, max_adapters)
+        """Gathers concurrent requests into batches (`window`, `max_rows` may be changed)."""
+        self.generate_calls = 0
+        """`model.generate` calls so far (one per batch)."""
+        self.batched_requests = 0
+        """Requests answered by those calls."""
+        self._peft = False
+        """Whether the model is wrapped in a `PeftModel` (after the first adapter)."""
+        self._lock = threading.Lock()  # one batch at a time on the model
+
+    def stats(self) -> dict[str, int]:
+        """Batching counters, reported by `/health`."""
+        return {"generate_calls": self.generate_calls, "batched_requests": self.batched_requests}
 
     async def complete(self, request: ChatRequest) -> Completion:
-        """Generate in a worker thread so the server keeps answering `/health` meanwhile."""
-        return await asyncio.to_thread(self._locked_generate, request)
+        """Answer `request` from the next batch; the event loop keeps serving meanwhile."""
+        job = await self._prepared(request)
+        return await asyncio.wrap_future(job.result)
 
-    def _locked_generate(self, request: ChatRequest) -> Completion:
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+        """`Started`, then `Delta`s as tokens are generated (none for requests with tools:
+        their text is parsed when it is whole), then the `Completion`."""
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Event] = asyncio.Queue()
+
+        def listen(event: Event) -> None:
+            with contextlib.suppress(RuntimeError):  # the event loop closed: nobody listens
+                loop.call_soon_threadsafe(events.put_nowait, event)
+
+        job = await self._prepared(request, listen)
+        try:
+            while True:
+                event = await events.get()
+                yield event
+                if isinstance(event, Completion):
+                    return
+        finally:
+            job.cancelled = True  # the client went away (or we are done): stop its rows
+
+    async def _prepared(
+        self, request: ChatRequest, listener: Callable[[Event], None] | None = None
+    ) -> Job:
+        """The job for `request`, submitted to the scheduler (which waits for jobs being
+        prepared, so that requests arriving together are batched together)."""
+        self.scheduler.announce()
+        try:
+            job = await asyncio.to_thread(self._job, request)  # may compile a JSON constraint
+        except BaseException:
+            self.scheduler.submit(None)
+            raise
+        job.listener = listener
+        job.stream_text = listener is not None and not has_tools(request)
+        self.scheduler.submit(job)
+        return job
+
+    def generate(self, request: ChatRequest) -> Completion:
+        """Answer one request in the calling thread, without the scheduler (blocking)."""
+        job = self._job(request)
+        self._run([job], resume=False)
+        return job.result.result()
+
+    def _job(self, request: ChatRequest) -> Job:
+        from openrft.inference.batching import Job, batch_key
+        from openrft.inference.structured import prepare
+
+        prepared = prepare(request, self.tokenizer)
+        ids = self.tokenizer(prepared.prompt, add_special_tokens=False)["input_ids"]
+        return Job(
+            request,
+            list(ids),
+            request.token_limit(self.max_tokens),
+            batch_key(request),
+            prepared.choice,
+            prepared.constraint,
+        )
+
+    def _run(self, batch: list[Job], resume: bool = True) -> None:
+        """Generate `batch`; every job gets its completion, whatever happens (`resume`: the
+        batch may be suspended for waiting jobs, see `batching.RowTracker`)."""
         with self._lock:
             try:
-                selected = self._select(request.adapter)
-            except (OSError, ValueError, KeyError, RuntimeError) as exc:  # gone, or another base
-                message = f"cannot load the adapter: {type(exc).__name__}: {exc}"
-                return Completion(status=500, error=message[:500])
-            with selected:
-                return self.generate(request)
+                ready = self._load_adapters(batch)
+                if ready:
+                    self._generate(ready, resume)
+            # the scheduler thread must outlive any failure, and no request may hang on it
+            except Exception as exc:
+                message = f"generation failed: {type(exc).__name__}: {exc}"
+                for job in batch:
+                    job.done(Completion(status=500, error=message[:500]))
 
-    def _select(self, adapter: str | None) -> AbstractContextManager[Any]:
-        """Make `adapter` (a checkpoint path) the active one, loading it (and evicting the least
-        recently used) if needed; no adapter: the base model, adapters disabled meanwhile."""
-        if adapter is None:
-            return self.model.disable_adapter() if self.adapters else nullcontext()
+    def _load_adapters(self, batch: list[Job]) -> list[Job]:
+        """The jobs of `batch` whose adapter is loaded (loading it if needed); the others are
+        answered with the loading error. Adapters beyond `max_adapters` that this batch does
+        not use are evicted, least recently used first."""
+        wanted = {job.request.adapter for job in batch if job.request.adapter is not None}
+        failed: dict[str | None, str] = {}
+        for adapter in sorted(wanted):
+            try:
+                self._load_adapter(adapter)
+            except (OSError, ValueError, KeyError, RuntimeError) as exc:  # gone, or another base
+                failed[adapter] = f"cannot load the adapter: {type(exc).__name__}: {exc}"[:500]
+        in_use = [self.adapters[a] for a in wanted if a in self.adapters]
+        for adapter in [a for a in self.adapters if a not in wanted]:
+            if len(self.adapters) <= max(self.max_adapters, 1):
+                break
+            if in_use:  # peft wants an active adapter that stays
+                self.model.set_adapter(in_use[0])
+            self.model.delete_adapter(self.adapters.pop(adapter))
+        for job in batch:
+            if job.request.adapter in failed:
+                job.done(Completion(status=500, error=failed[job.request.adapter]))
+        return [job for job in batch if job.request.adapter not in failed]
+
+    def _load_adapter(self, adapter: str) -> None:
         name = self.adapters.get(adapter)
         if name is None:
             name = "a" + hashlib.sha256(adapter.encode()).hexdigest()[:16]
-            if not self.adapters:  # the first adapter wraps the base model in a PeftModel
-                from peft import PeftModel
+            if not self._peft:
+                from peft import PeftModel  # the first adapter wraps the base model
 
                 self.model = PeftModel.from_pretrained(self.model, adapter, adapter_name=name)
                 self.model.eval()
+                self._peft = True
             else:
                 self.model.load_adapter(adapter, adapter_name=name)
             self.adapters[adapter] = name
         self.adapters.move_to_end(adapter)
-        self.model.set_adapter(name)
-        while len(self.adapters) > max(self.max_adapters, 1):
-            _, evicted = self.adapters.popitem(last=False)
-            self.model.delete_adapter(evicted)
-        return nullcontext()
 
-    def generate(self, request: ChatRequest) -> Completion:
-        """Answer one request (blocking)."""
+    def _generate(self, jobs: list[Job], resume: bool) -> None:
+        """One left-padded `model.generate` for all rows of `jobs`."""
+        import torch
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        from openrft.inference.batching import Row, RowTracker, Started
+        from openrft.inference.structured import ConstrainedLogits
+
+        eos = self.tokenizer.eos_token_id
+        rows: list[Row] = []
+        new = sum(job.generated is None for job in jobs)
+        for job in jobs:
+            if job.generated is None:
+                job.emit(Started())
+            rows += job.start(eos, self.tokenizer.decode)
+        kwargs = self._sampling(jobs[0].request)
+        prompts = [row.job.prompt_ids + row.tokens for row in rows]
+        kwargs.update(self._padded(prompts, kwargs["pad_token_id"]))
+        if self._peft:  # peft routes each row to its adapter
+            names = [self.adapters.get(row.job.request.adapter or "", "__base__") for row in rows]
+            kwargs["adapter_names"] = names
+        states = [row.job.constraint.start() if row.job.constraint else None for row in rows]
+        if any(state is not None for state in states):
+            kwargs["logits_processor"] = LogitsProcessorList([ConstrainedLogits(states, eos)])
+        if jobs[0].request.seed is not None and kwargs["do_sample"]:
+            torch.manual_seed(jobs[0].request.seed)  # a seeded job runs alone
+        # a constrained row's state cannot be resumed; a seeded job never has company
+        key = jobs[0].key
+        resumable = resume and all(state is None for state in states)
+        tracker = RowTracker(rows, (lambda: self.scheduler.waiting(key)) if resumable else None)
+        self.generate_calls += 1
+        self.batched_requests += new
+        with torch.no_grad():
+            self.model.generate(
+                **kwargs,
+                max_new_tokens=max(row.job.limit - len(row.tokens) for row in rows),
+                stopping_criteria=StoppingCriteriaList([tracker]),
+            )
+        suspended = tracker.finish()
+        if suspended:
+            self.scheduler.resume(suspended)
+
+    def _padded(self, prompts: list[list[int]], pad: int) -> dict[str, Any]:
+        """`input_ids` and `attention_mask`, padded on the left (generation appends right)."""
         import torch
 
-        prompt = render_prompt(self.tokenizer, request.plain_messages())
-        encoded = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-        prompt_len = int(encoded["input_ids"].shape[1])
-        greedy = request.temperature == 0
-        if request.seed is not None:
-            torch.manual_seed(request.seed)
-        with torch.no_grad():
-            output = self.model.generate(
-                **encoded,
-                **self._sampling(request, greedy),
-                max_new_tokens=request.token_limit(self.max_tokens),
-            )
-        choices, used = [], 0
-        for row in output[:, prompt_len:].tolist():
-            choice, count = self._choice(row, request.stops())
-            choices.append(choice)
-            used += count
-        if greedy:  # greedy decoding gives one answer; `n` copies of it
-            choices, used = choices * request.n, used * request.n
-        return Completion(choices, prompt_len, used)
+        width = max(len(ids) for ids in prompts)
+        ids = [[pad] * (width - len(p)) + p for p in prompts]
+        mask = [[0] * (width - len(p)) + [1] * len(p) for p in prompts]
+        device = self.model.device
+        return {
+            "input_ids": torch.tensor(ids, device=device),
+            "attention_mask": torch.tensor(mask, device=device),
+        }
 
-    def _sampling(self, request: ChatRequest, greedy: bool) -> dict[str, Any]:
+    def _sampling(self, request: ChatRequest) -> dict[str, Any]:
         pad = self.tokenizer.pad_token_id
         settings: dict[str, Any] = {
             "pad_token_id": pad if pad is not None else self.tokenizer.eos_token_id,
             "eos_token_id": self.tokenizer.eos_token_id,
         }
-        if greedy:
+        if request.temperature == 0:
             return {**settings, "do_sample": False}
-        settings.update(do_sample=True, num_return_sequences=request.n)
+        settings["do_sample"] = True
         settings["temperature"] = 1.0 if request.temperature is None else request.temperature
         settings["top_p"] = 1.0 if request.top_p is None else request.top_p
         return settings
-
-    def _choice(self, tokens: list[int], stops: list[str]) -> tuple[Choice, int]:
-        eos = self.tokenizer.eos_token_id
-        ended = eos in tokens
-        kept = tokens[: tokens.index(eos)] if ended else tokens
-        text = self.tokenizer.decode(kept, skip_special_tokens=True)
-        text, stopped = cut_at_stop(text, stops)
-        finish = "stop" if ended or stopped else "length"
-        return Choice(text, finish), len(kept) + int(ended)
-
-
-class VLLMBackend:
-    """Runs generation with vLLM (full model directories only; adapters use transformers)."""
-
-    def __init__(
-        self, path: str | Path, name: str | None = None, max_tokens: int = DEFAULT_MAX_TOKENS
-    ) -> None:
-        from vllm import LLM
-
-        self.llm = LLM(model=str(path))
-        self.name = name or Path(str(path)).name
-        self.max_tokens = max_tokens
-        self._lock = threading.Lock()
-
-    async def complete(self, request: ChatRequest) -> Completion:
-        """Generate in a worker thread (vLLM's offline engine is synchronous)."""
-        return await asyncio.to_thread(self.generate, request)
-
-    def generate(self, request: ChatRequest) -> Completion:
-        """Answer one request (blocking)."""
-        from vllm import SamplingParams
-
-        params = SamplingParams(
-            n=request.n,
-            temperature=1.0 if request.temperature is None else request.temperature,
-            top_p=request.top_p or 1.0,
-            max_tokens=request.token_limit(self.max_tokens),
-            seed=request.seed,
-            stop=request.stops() or None,
-        )
-        with self._lock:
-            result = self.llm.chat(request.plain_messages(), params, use_tqdm=False)[0]
-        choices = [
-            Choice(o.text, "length" if o.finish_reason == "length" else "stop")
-            for o in result.outputs
-        ]
-        used = sum(len(o.token_ids) for o in result.outputs)
-        return Completion(choices, len(result.prompt_token_ids), used)
 
 
 def load_backend(
@@ -231,14 +309,34 @@ def load_backend(
     kind: str = "auto",
     name: str | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_adapters: int = 0,
+    batch_window: float = DEFAULT_BATCH_WINDOW,
+    max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
 ) -> Backend:
     """Build the backend for a model: `kind` is `transformers`, `vllm`, or `auto` (vLLM when it
-    is installed and the checkpoint is not a LoRA adapter)."""
+    is installed, a CUDA device is visible and the model is not itself a LoRA checkpoint;
+    transformers otherwise). `max_adapters`: LoRA checkpoints requests may name (0: none);
+    the batch settings are the transformers backend's (vLLM batches continuously)."""
     if kind not in ("auto", "transformers", "vllm"):
         raise ConfigError([Problem("--backend", f"{kind!r} is not auto, transformers or vllm")])
     vllm_ok = importlib.util.find_spec("vllm") is not None
     if kind == "vllm" and not vllm_ok:
         raise ConfigError([Problem("--backend", "vllm is not installed; use transformers")])
-    if kind == "vllm" or (kind == "auto" and vllm_ok and not is_adapter(Path(path))):
-        return VLLMBackend(path, name, max_tokens)
-    return TransformersBackend(path, name, max_tokens)
+    if kind == "vllm" or (kind == "auto" and vllm_ok and _cuda() and not is_adapter(Path(path))):
+        from openrft.inference.vllm_engine import VLLMBackend
+
+        return VLLMBackend(path, name, max_tokens, max_adapters)
+    return TransformersBackend(
+        path,
+        name,
+        max_tokens,
+        max_adapters,
+        batch_window=batch_window,
+        max_batch_rows=max_batch_rows,
+    )
+
+
+def _cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())

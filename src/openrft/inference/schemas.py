@@ -2,15 +2,78 @@
 
 Requests keep unknown fields (OpenAI clients send many we do not use, such as `user` or
 `logprobs`: they are accepted and ignored); responses are built as plain dicts in `app.py`.
+`tools`, `tool_choice` and the tool-calling fields of messages are typed here (malformed ones are
+refused by request validation); what they and `response_format` do to the prompt and to decoding
+is `structured.py`'s.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+FUNCTION_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
+"""What OpenAI allows as a function name."""
+
+
+class FunctionDefinition(BaseModel):
+    """A function the model may call."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=FUNCTION_NAME)
+    """The function's name: letters, digits, `_` and `-`, at most 64."""
+    description: str | None = None
+    """What the function does (shown to the model)."""
+    parameters: dict[str, Any] | None = None
+    """A JSON schema of the arguments object; absent means no arguments."""
+    strict: bool | None = None
+    """Accepted; calls made under `tool_choice` `required` or a named function are always
+    constrained to `parameters`, and `auto` calls never are."""
+
+
+class Tool(BaseModel):
+    """One entry of `tools`."""
+
+    type: Literal["function"]
+    """Only function tools exist."""
+    function: FunctionDefinition
+
+
+class FunctionCall(BaseModel):
+    """The function part of a tool call the assistant made."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    arguments: str = "{}"
+    """The arguments as a JSON string (OpenAI's shape)."""
+
+
+class ToolCall(BaseModel):
+    """A tool call in an assistant message of the history."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class FunctionName(BaseModel):
+    """`{"name": ...}` inside a named `tool_choice`."""
+
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    """`tool_choice` naming the one function to call."""
+
+    type: Literal["function"]
+    function: FunctionName
 
 
 class ChatMessage(BaseModel):
@@ -22,6 +85,12 @@ class ChatMessage(BaseModel):
     """`system`, `developer`, `user`, `assistant` or `tool`."""
     content: str | list[dict[str, Any]] | None = None
     """Text, or content parts (only `text` parts are read; images are dropped)."""
+    tool_calls: list[ToolCall] | None = None
+    """The calls an assistant message made."""
+    tool_call_id: str | None = None
+    """For a `tool` message: the call it answers."""
+    name: str | None = None
+    """A participant's name (for a `tool` message in older clients: the function's)."""
 
     def text(self) -> str:
         """The message's text, content parts joined."""
@@ -54,11 +123,26 @@ class ChatRequest(BaseModel):
     stop: str | list[str] | None = None
     """Text at which a choice is cut off."""
     response_format: dict[str, Any] | None = None
-    """`{"type": "json_schema", "json_schema": {...}}` or `{"type": "json_object"}`: the model is
-    asked for JSON (by prompting; decoding is not constrained)."""
+    """`{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}` or
+    `{"type": "json_object"}`: the model is asked for JSON in the prompt, and decoding is
+    constrained to the schema (for `json_object`: any JSON object nesting at most two levels)
+    by the model servers; a schema the constraint compiler cannot express is refused (HTTP 400,
+    `param` naming the place in `response_format`). See `structured.py`.
+    `{"type": "text"}` or absent: free text."""
+    tools: list[Tool] | None = None
+    """Functions the model may call: described in the prompt (through the chat template when it
+    takes tools, else in a system message asking for `<tool_call>{...}</tool_call>`), and calls
+    in the answer returned as `tool_calls`."""
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    """`none`: no tools offered; `auto` (the default with tools): the model may answer or call,
+    calls parsed from its text; `required` or a named function: decoding is constrained to one
+    call of an offered (or the named) function with arguments matching its `parameters`."""
+    parallel_tool_calls: bool | None = None
+    """`false`: at most one call per answer (`auto` keeps the first); constrained calls are
+    always one."""
     stream: bool = False
-    """`serve-model` does not stream (`true` is answered with HTTP 400); `openrft serve` sends
-    the finished completion as Server-Sent Events."""
+    """Answer with Server-Sent Events (`chat.completion.chunk`s as tokens are generated, then
+    `data: [DONE]`); with `tools`, the finished message is sent at the end."""
     adapter: str | None = None
     """OpenRFT extension: the directory of a LoRA checkpoint trained over the served model, to
     answer with (only on servers started with adapters enabled, as `openrft serve` starts them;
@@ -76,7 +160,8 @@ class ChatRequest(BaseModel):
 
     def plain_messages(self) -> list[dict[str, str]]:
         """Messages as `{role, content: str}`, with a JSON instruction when `response_format`
-        asks for JSON (prepended to the system message, or as a new one)."""
+        asks for JSON (prepended to the system message, or as a new one). Tools and tool-call
+        history are left out: `structured.render_prompt` renders those."""
         messages = [
             {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
             for m in self.messages
@@ -108,11 +193,15 @@ class Choice:
     """One generated answer."""
 
     text: str | None
-    """The answer text (`None` for a refusal)."""
+    """The answer text (`None` for a refusal, or for an answer that is only tool calls)."""
     finish_reason: str = "stop"
-    """`stop` (end of answer or a stop string) or `length` (hit the token limit)."""
+    """`stop` (end of answer or a stop string), `length` (hit the token limit) or `tool_calls`
+    (the answer called tools)."""
     refusal: str | None = None
     """Why the model declined, when it did."""
+    tool_calls: list[dict[str, Any]] | None = None
+    """The calls the answer made, in OpenAI's shape: `{"id": "call_...", "type": "function",
+    "function": {"name": ..., "arguments": "<JSON string>"}}`."""
 
 
 @dataclass

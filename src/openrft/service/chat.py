@@ -8,19 +8,19 @@ checkpoint gets a server of its own. The request is proxied with httpx (async, b
 `Settings.chat_timeout_seconds`); the model server's error envelope is passed on as it is. A
 server that died under a request is started again and the request sent once more.
 
-`stream: true` is answered with Server-Sent Events in OpenAI's shape (`chat.completion.chunk`
-objects, then `data: [DONE]`), but not token by token: the completion is generated whole, then
-sent as one role chunk, one content chunk and one finish chunk per choice (and a usage chunk
-with `stream_options.include_usage`). `tools` are accepted and ignored (the backends cannot call
-tools yet); `response_format` JSON is asked for by prompting, as `serve-model` does.
+`stream: true` is proxied as it streams (httpx streaming): the model server's Server-Sent Events
+(`chat.completion.chunk`s with content deltas as tokens are generated, then `data: [DONE]`) are
+passed on one by one, each chunk's `model` rewritten to the name the user asked for. An error the
+model server answers before its first byte keeps its JSON envelope and status; a failure in the
+middle of a stream ends it with an `error` event (the `openai` SDK raises it). A request with
+`tools` streams its finished message at the end (see `inference/app.py`). Tool calls and
+constrained JSON `response_format`s are the model server's (`inference/structured.py`).
 """
 
 from __future__ import annotations
 
 import json
-import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from openrft.api_errors import NotFoundError, ServerError
+from openrft.api_errors import NotFoundError, ServerError, redact_paths
 from openrft.inference.backends import is_adapter
 from openrft.inference.schemas import ChatRequest
 from openrft.service.deps import ProjectDep
@@ -68,28 +68,28 @@ async def create_chat_completion(body: ChatRequest, project: ProjectDep, request
     )
     servers: ModelServers = state.model_servers
     upstream = body.model_dump(exclude_unset=True)
-    upstream.update(stream=False, adapter=adapter)
-    upstream.pop("stream_options", None)
-    answer = await _answer(servers, base, upstream, body.model)
-    if answer.status_code != 200:
-        return JSONResponse(_json(answer, body.model), status_code=answer.status_code)
-    completion = _json(answer, body.model)
-    completion["model"] = body.model
+    upstream.update(stream=body.stream, adapter=adapter)
     if not body.stream:
-        return completion
-    options = (body.model_extra or {}).get("stream_options") or {}
-    include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-    events = (f"data: {json.dumps(c)}\n\n" for c in chunks(completion, include_usage))
+        upstream.pop("stream_options", None)
+    answer = await _answer(servers, base, upstream, body.model)
+    if answer.status_code != 200 or not body.stream:
+        data = await _read(answer, body.model, servers.settings)
+        if answer.status_code != 200:
+            return JSONResponse(redacted(data, base, adapter, body.model), answer.status_code)
+        data["model"] = body.model
+        return data
     return StreamingResponse(
-        _with_done(events), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        relay(answer, body.model),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
     )
 
 
 async def _answer(
     servers: ModelServers, base: str, body: dict[str, Any], model: str
 ) -> httpx.Response:
-    """The answer of `base`'s server; once more from a fresh server if it died meanwhile
-    (answers are stateless, so the retry is safe)."""
+    """The answer of `base`'s server, its body not read yet; once more from a fresh server if
+    it died meanwhile (answers are stateless, so the retry is safe)."""
     server = await servers.get(base, model)
     try:
         return await _forward(server, body, model, servers.settings)
@@ -103,6 +103,16 @@ async def _answer(
         raise unreachable(model, exc) from None
 
 
+def redacted(data: dict[str, Any], base: str, adapter: str | None, model: str) -> dict[str, Any]:
+    """A model server's error envelope with no server path in its message (the checkpoint's
+    path reads as the model id the caller used)."""
+    error = data.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        known = {base: "the base model", **({adapter: model} if adapter else {})}
+        data = {**data, "error": {**error, "message": redact_paths(error["message"], known)}}
+    return data
+
+
 def unreachable(model: str, exc: Exception) -> ServerError:
     message = f"the server of model {model!r} failed ({type(exc).__name__}); retry"
     return ServerError(message, code="model_server_error", status=502)
@@ -111,13 +121,34 @@ def unreachable(model: str, exc: Exception) -> ServerError:
 async def _forward(
     server: ModelServer, body: dict[str, Any], model: str, settings: Settings
 ) -> httpx.Response:
-    """The model server's answer; `httpx.TransportError` when it is unreachable or died."""
+    """The model server's answer, streamed (read it, then close it); `httpx.TransportError`
+    when it is unreachable or died."""
+    url = f"{server.url}/v1/chat/completions"
     try:
-        return await server.client.post(f"{server.url}/v1/chat/completions", json=body)
+        return await server.client.send(
+            server.client.build_request("POST", url, json=body), stream=True
+        )
     except httpx.TimeoutException:
-        limit = settings.chat_timeout_seconds
-        message = f"the model {model!r} did not answer within {limit:g} s"
-        raise ServerError(message, code="model_timeout", status=504) from None
+        raise timed_out(model, settings) from None
+
+
+async def _read(answer: httpx.Response, model: str, settings: Settings) -> dict[str, Any]:
+    """The JSON body of a (streamed) answer."""
+    try:
+        await answer.aread()
+    except httpx.TimeoutException:
+        raise timed_out(model, settings) from None
+    except httpx.TransportError as exc:
+        raise unreachable(model, exc) from None
+    finally:
+        await answer.aclose()
+    return _json(answer, model)
+
+
+def timed_out(model: str, settings: Settings) -> ServerError:
+    limit = settings.chat_timeout_seconds
+    message = f"the model {model!r} did not answer within {limit:g} s"
+    return ServerError(message, code="model_timeout", status=504)
 
 
 def _json(answer: httpx.Response, model: str) -> dict[str, Any]:
@@ -133,33 +164,23 @@ def _json(answer: httpx.Response, model: str) -> dict[str, Any]:
     return data
 
 
-def chunks(completion: dict[str, Any], include_usage: bool) -> Iterator[dict[str, Any]]:
-    """`completion` as the `chat.completion.chunk` objects OpenAI streams."""
-    head = {
-        "id": completion.get("id") or f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion.chunk",
-        "created": completion.get("created") or int(time.time()),
-        "model": completion["model"],
-        "system_fingerprint": None,
-    }
-    extra = {"usage": None} if include_usage else {}
-
-    def chunk(index: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return {**head, "choices": [choice], **extra}
-
-    for choice in completion.get("choices", []):
-        index, message = choice["index"], choice.get("message") or {}
-        yield chunk(index, {"role": "assistant", "content": ""}, None)
-        if message.get("refusal") is not None:
-            yield chunk(index, {"refusal": message["refusal"]}, None)
-        if message.get("content"):
-            yield chunk(index, {"content": message["content"]}, None)
-        yield chunk(index, {}, choice.get("finish_reason") or "stop")
-    if include_usage:
-        yield {**head, "choices": [], "usage": completion.get("usage")}
-
-
-def _with_done(events: Iterator[str]) -> Iterator[str]:
-    yield from events
-    yield "data: [DONE]\n\n"
+async def relay(answer: httpx.Response, model: str) -> AsyncIterator[str]:
+    """The model server's events, each chunk naming `model`; a failure mid-stream is sent as
+    an `error` event, as OpenAI does."""
+    try:
+        async for line in answer.aiter_lines():
+            if not line.startswith("data: "):
+                continue
+            data = line.removeprefix("data: ")
+            if data != "[DONE]":
+                chunk = json.loads(data)
+                if "model" in chunk:
+                    chunk["model"] = model
+                data = json.dumps(chunk)
+            yield f"data: {data}\n\n"
+    except (httpx.TransportError, ValueError) as exc:  # died, timed out, or sent garbage
+        message = f"the server of model {model!r} failed mid-stream ({type(exc).__name__})"
+        error = {"message": message, "type": "server_error", "code": "model_server_error"}
+        yield f"data: {json.dumps({'error': error})}\n\n"
+    finally:
+        await answer.aclose()

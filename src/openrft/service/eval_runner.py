@@ -253,9 +253,8 @@ USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens", "cached_toke
 
 
 class Tally:
-    """`result_counts`, `per_testing_criteria_results` and `per_model_usage`, built from
-    output items. `per_model_usage` is kept inside the `result_counts` column (no column of
-    its own); `eval_runs.run_object` takes it out."""
+    """`result_counts`, `per_testing_criteria_results` and `per_model_usage` (the run's
+    columns of those names), built from output items."""
 
     def __init__(self, names: Sequence[str]) -> None:
         self.counts = {"total": 0, "passed": 0, "failed": 0, "errored": 0}
@@ -290,8 +289,9 @@ class Tally:
 
     def values(self) -> dict[str, Any]:
         return {
-            "result_counts": {**self.counts, "per_model_usage": list(self.usage.values())},
+            "result_counts": dict(self.counts),
             "per_testing_criteria_results": list(self.criteria.values()),
+            "per_model_usage": list(self.usage.values()),
         }
 
 

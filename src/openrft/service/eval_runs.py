@@ -5,7 +5,12 @@ eval's `item_schema`) and queues it; a worker grades it (`eval_runner.py`), so a
 API restart. `jsonl` rows carry a ready `sample`; a `completions` source names a model the
 project may chat with, whose samples the worker draws (`eval_completions.py`). A project may have
 `max_active_jobs` runs queued or in progress at once (the jobs quota, counted apart), a run at
-most `MAX_RUN_ROWS` rows. `report_url` points at the dashboard, which has no eval page yet.
+most `MAX_RUN_ROWS` rows. `report_url` opens the run in the dashboard
+(`/dashboard/evals/{eval_id}/runs/{run_id}`).
+
+A reinforcement job's eval (`job_evals.py`) gets its runs from the worker, one per evaluation
+training made; they are read, listed and deleted here like any other, and a user may add runs
+of their own to that eval (graded by the job's grader, `multi` included).
 """
 
 from __future__ import annotations
@@ -58,11 +63,13 @@ def _check_source(data_source: dict[str, Any]) -> dict[str, Any]:
     return source
 
 
-def run_object(row: Any) -> dict[str, Any]:
+def run_object(row: Any, base_url: str = "") -> dict[str, Any]:
     """A run as OpenAI shows it; `model` is None for a `jsonl` run (its samples were made
-    elsewhere). `per_model_usage` is stored inside the `result_counts` column (`Tally`)."""
-    counts = dict(row["result_counts"] or _EMPTY_COUNTS)
-    usage = counts.pop("per_model_usage", [])
+    elsewhere). A `report_url` stored as a path (runs a worker imported from a job, which
+    knows no URL of the API) is made absolute with `base_url`."""
+    report_url = row["report_url"]
+    if report_url.startswith("/"):
+        report_url = base_url.rstrip("/") + report_url
     data_source = row["data_source"]
     model = data_source.get("model") if data_source.get("type") == "completions" else None
     return {
@@ -76,10 +83,10 @@ def run_object(row: Any) -> dict[str, Any]:
         "data_source": row["data_source"],
         "metadata": row["user_metadata"],
         "error": row["error"],
-        "result_counts": counts,
+        "result_counts": row["result_counts"] or _EMPTY_COUNTS,
         "per_testing_criteria_results": row["per_testing_criteria_results"] or [],
-        "per_model_usage": usage,
-        "report_url": row["report_url"],
+        "per_model_usage": row["per_model_usage"] or [],
+        "report_url": report_url,
     }
 
 
@@ -145,6 +152,7 @@ def create_run(
         "attempts": 0,
         "result_counts": None,
         "per_testing_criteria_results": None,
+        "per_model_usage": None,
         "error": None,
     }
     with store.tx() as conn:
@@ -156,6 +164,7 @@ def create_run(
 def list_runs(
     project: ProjectDep,
     store: StoreDep,
+    request: Request,
     eval_id: str,
     after: str | None = None,
     limit: int = 20,
@@ -168,17 +177,21 @@ def list_runs(
     if status:
         query = query.where(eval_runs.c.status == status)
     rows, more = page(store, query, eval_runs, after, limit, order)
-    return list_page([run_object(r) for r in rows], more)
+    return list_page([run_object(r, str(request.base_url)) for r in rows], more)
 
 
 @router.get("/{run_id}")
-def retrieve_run(project: ProjectDep, store: StoreDep, eval_id: str, run_id: str) -> dict[str, Any]:
-    return run_object(find_run(store, project, eval_id, run_id))
+def retrieve_run(
+    project: ProjectDep, store: StoreDep, request: Request, eval_id: str, run_id: str
+) -> dict[str, Any]:
+    return run_object(find_run(store, project, eval_id, run_id), str(request.base_url))
 
 
 @router.post("/{run_id}/cancel")
 @router.post("/{run_id}", include_in_schema=False)  # what OpenAI's reference documents
-def cancel_run(project: ProjectDep, store: StoreDep, eval_id: str, run_id: str) -> dict[str, Any]:
+def cancel_run(
+    project: ProjectDep, store: StoreDep, request: Request, eval_id: str, run_id: str
+) -> dict[str, Any]:
     """Cancel a queued or running run (its worker stops after the rows it is grading); a
     finished run is returned as it is."""
     find_run(store, project, eval_id, run_id)
@@ -188,7 +201,7 @@ def cancel_run(project: ProjectDep, store: StoreDep, eval_id: str, run_id: str) 
             .where(eval_runs.c.id == run_id, eval_runs.c.status.in_(ACTIVE))
             .values(status="canceled")
         )
-    return run_object(find_run(store, project, eval_id, run_id))
+    return run_object(find_run(store, project, eval_id, run_id), str(request.base_url))
 
 
 @router.delete("/{run_id}")

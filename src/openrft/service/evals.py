@@ -8,7 +8,9 @@ sub-grader as its own criterion. `stored_completions` is refused too: this serve
 chat completions to draw from. Evals belong to the key's project; another project's are 404.
 
 Runs and their output items are `eval_runs.py`'s; grading happens in the workers
-(`eval_runner.py`), never here.
+(`eval_runner.py`), never here. The eval a worker makes of a reinforcement job
+(`job_evals.py`: metadata `openrft_job_id`, the job's grader as its one criterion, `multi`
+included) is listed, read, renamed and deleted here like any other.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from openrft.service.store import (
     eval_output_items,
     eval_runs,
     evals,
+    jobs,
     new_id,
     now,
 )
@@ -277,10 +280,12 @@ def update_eval(
 
 @router.delete("/{eval_id}")
 def delete_eval(project: ProjectDep, store: StoreDep, eval_id: str) -> dict[str, Any]:
-    """Delete an eval with its runs and their output items (a run in progress stops)."""
+    """Delete an eval with its runs and their output items (a run in progress stops); a job's
+    eval is unlinked from its job too."""
     find_eval(store, project, eval_id)
     with store.tx() as conn:
         conn.execute(delete(eval_output_items).where(eval_output_items.c.eval_id == eval_id))
         conn.execute(delete(eval_runs).where(eval_runs.c.eval_id == eval_id))
         conn.execute(delete(evals).where(evals.c.id == eval_id))
+        conn.execute(update(jobs).where(jobs.c.eval_id == eval_id).values(eval_id=None))
     return {"object": "eval.deleted", "deleted": True, "eval_id": eval_id}

@@ -43,7 +43,8 @@ from openrft.service.tenancy import quota
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
-PURPOSES = ("fine-tune", "reinforcement-fine-tune")
+PURPOSES = ("fine-tune", "reinforcement-fine-tune", "evals")
+"""What an upload may be for: `evals` is what OpenAI's Evals guides upload eval rows as."""
 MAX_LISTED_PROBLEMS = 10
 
 _UPLOAD_BODY = openapi_body(
@@ -160,8 +161,8 @@ async def _row(form: UploadForm, file_id: str, project: str) -> dict[str, Any]:
 async def upload_file(
     request: Request, project: ProjectDep, store: StoreDep, settings: SettingsDep
 ) -> FileObject | Response:
-    """Upload a JSONL dataset: multipart `file`, and `purpose` (`fine-tune` or
-    `reinforcement-fine-tune`)."""
+    """Upload a JSONL dataset: multipart `file`, and `purpose` (`fine-tune`,
+    `reinforcement-fine-tune` or `evals`)."""
     settings.files_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     file_id = new_id("file")
     limit, why = upload_limit(store, settings, project)

@@ -1,4 +1,5 @@
-"""`/v1/fine_tuning/jobs`: create, list, retrieve, cancel, pause, resume, events, checkpoints.
+"""`/v1/fine_tuning/jobs`: create, list, retrieve, cancel, pause, resume, events, checkpoints,
+and OpenRFT's `checkpoints/{id}/promote`.
 
 The API only records intent; workers act on it. Create stores the job as `validating_files` and
 checks its files in the background (→ `queued` or `failed`). Cancel and pause of a queued job
@@ -9,6 +10,13 @@ next poll (SIGTERM for cancel, a PAUSE file for pause). Status changes are condi
 Reads (`retrieve`, `list`, `events`, `checkpoints`) are `async` and run their one or two short
 indexed queries on the event loop: with many polling clients, the thread-pool hop of a sync
 route cost more than the query (p50 78 → 51 ms in `benchmarks/api.py`).
+
+Promote (an OpenRFT extension; OpenAI has none) makes a succeeded job's `fine_tuned_model` serve
+one of its checkpoints instead of the last one: the job records the checkpoint's id, and every
+resolution of the `ft:` id (`resources.checkpoint_path`) reads it on the next request, so a
+model server answers with the new adapter without a restart. Only a succeeded job has a
+`fine_tuned_model` to promote to; a paused, failed or cancelled job's checkpoints are used by
+their own `…:ckpt-step-N` ids.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Body, Request
 from pydantic import BaseModel
+from sqlalchemy import select
 
 from openrft.service.deps import ProjectDep, SettingsDep, StoreDep
 from openrft.service.errors import ConflictError, InvalidRequestError, NotFoundError
@@ -32,7 +41,7 @@ from openrft.service.schemas import (
     job_object,
     page,
 )
-from openrft.service.store import TERMINAL, Store, new_id, now
+from openrft.service.store import TERMINAL, Store, checkpoints, new_id, now
 from openrft.training.dialects import load
 from openrft.training.dialects.service import JobCreate
 
@@ -125,10 +134,14 @@ def create_job(
 def get_job(store: Store, project: str, job_id: str) -> FineTuningJob:
     row = store.wire_job(job_id, project)
     if row is None:
-        raise NotFoundError(
-            f"No such fine-tuning job: {job_id!r}", param="fine_tuning_job_id", code="job_not_found"
-        )
+        raise _no_job(job_id)
     return job_object(row)
+
+
+def _no_job(job_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"No such fine-tuning job: {job_id!r}", param="fine_tuning_job_id", code="job_not_found"
+    )
 
 
 def _must_exist(store: Store, project: str, job_id: str) -> None:
@@ -226,3 +239,38 @@ async def list_checkpoints(
     _must_exist(store, project, job_id)
     rows, more = store.list_checkpoints(job_id, after, _limit(limit))
     return page([checkpoint_object(r) for r in rows], more)
+
+
+@router.post("/{job_id}/checkpoints/{checkpoint_id}/promote", response_model=FineTuningJob)
+def promote_checkpoint(
+    project: ProjectDep, store: StoreDep, job_id: str, checkpoint_id: str
+) -> FineTuningJob:
+    """OpenRFT: make the job's `fine_tuned_model` serve this checkpoint (chat, evals, chains,
+    export) from the next request on; the job shows it as `promoted_checkpoint`."""
+    row = store.job(job_id, project)
+    if row is None:
+        raise _no_job(job_id)
+    if row["status"] != "succeeded":
+        raise InvalidRequestError(
+            f"Job {job_id} has status {row['status']!r}: only a succeeded job has a "
+            "fine_tuned_model to promote a checkpoint to; until then (or instead) use the "
+            "checkpoint's own model id, its fine_tuned_model_checkpoint",
+            param="fine_tuning_job_id",
+            code="job_not_succeeded",
+        )
+    found = store.one(
+        select(checkpoints.c.step).where(
+            checkpoints.c.job_id == job_id, checkpoints.c.id == checkpoint_id
+        )
+    )
+    if found is None:
+        raise NotFoundError(
+            f"No such checkpoint of job {job_id}: {checkpoint_id!r}; GET "
+            f"/v1/fine_tuning/jobs/{job_id}/checkpoints lists them",
+            param="checkpoint_id",
+            code="checkpoint_not_found",
+        )
+    if store.set_job(job_id, where={"status": "succeeded"}, promoted_checkpoint=checkpoint_id):
+        model, step = row["fine_tuned_model"], found["step"]
+        store.log(job_id, f"Promoted checkpoint {checkpoint_id} (step {step}): {model} serves it")
+    return get_job(store, project, job_id)

@@ -9,7 +9,8 @@ server (`training_file`, `validation_file`, `sft_warmup.training_file`, `model`,
 - `model`: the embedded default, a base model the operator registered (`openrft models add`),
   or one of the project's own `ft:` models or checkpoint models (`checkpoint_path`: its
   checkpoint directory, which training loads merged into its base; docs/training.md,
-  "Chaining jobs");
+  "Chaining jobs"). An `ft:` model is its job's promoted checkpoint (`POST …/checkpoints/{id}/
+  promote`), else its last one;
 - `accelerate_config`: the name of a file the operator put in `<data_dir>/accelerate/`;
 - `output_dir`: nothing; the worker chooses the job's directory.
 
@@ -151,18 +152,38 @@ def resolve_resources(
 
 
 def checkpoint_path(store: Store, name: str, project: str | None) -> str | None:
-    """The checkpoint directory of an `ft:` model (its job's last checkpoint, once the job
-    succeeded) or of a checkpoint model (`…:ckpt-step-N`); only `project`'s, unless `None`
-    (the operator's `openrft export`). A new job on it merges that adapter into its base and
-    trains a fresh one on top (`training.models.load_causal_lm`)."""
+    """The checkpoint directory of a checkpoint model (`…:ckpt-step-N`) or of an `ft:` model
+    (once its job succeeded: the checkpoint promoted to it, else the job's last one); only
+    `project`'s, unless `None` (the operator's `openrft export`). Chat, evals, chains, export
+    and `serve-model` all resolve through here, so a promotion takes effect on the next request.
+    A new job on it merges that adapter into its base and trains a fresh one on top
+    (`training.models.load_causal_lm`)."""
     query = select(checkpoints.c.path).join(jobs, jobs.c.id == checkpoints.c.job_id)
     if project is not None:
         query = query.where(jobs.c.project == project)
     row = store.one(query.where(checkpoints.c.model == name))
     if row is None:
-        final = query.where(jobs.c.fine_tuned_model == name, jobs.c.status == "succeeded")
-        row = store.one(final.order_by(checkpoints.c.step.desc()))
+        row = _served_checkpoint(store, query, name, project)
     return str(row["path"]) if row else None
+
+
+def _served_checkpoint(store: Store, query: Any, name: str, project: str | None) -> Any:
+    """The checkpoint row the `ft:` model `name` serves (`query`: `project`'s checkpoints)."""
+    owner = select(jobs.c.id, jobs.c.promoted_checkpoint).where(
+        jobs.c.fine_tuned_model == name, jobs.c.status == "succeeded"
+    )
+    if project is not None:
+        owner = owner.where(jobs.c.project == project)
+    job = store.one(owner)
+    if job is None:
+        return None
+    own = query.where(checkpoints.c.job_id == job["id"])
+    promoted = job["promoted_checkpoint"]
+    if promoted is not None:
+        row = store.one(own.where(checkpoints.c.id == promoted))
+        if row is not None:
+            return row
+    return store.one(own.order_by(checkpoints.c.step.desc()))
 
 
 def accelerate_dir(settings: Settings) -> Path:

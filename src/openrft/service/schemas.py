@@ -2,7 +2,7 @@
 
 The `openai` SDK parses these responses into its own types, so field names and `object` values
 follow the API reference exactly; OpenRFT additions (a `paused` status, reward metrics on
-checkpoints) are extra values the SDK tolerates.
+checkpoints, a job's `promoted_checkpoint`) are extra values the SDK tolerates.
 """
 
 from __future__ import annotations
@@ -86,6 +86,12 @@ class FineTuningJob(Wire):
     metadata: dict[str, str] | None = None
     method: dict[str, Any] | None = None
     suffix: str | None = None
+    promoted_checkpoint: str | None = None
+    """OpenRFT: the checkpoint (`ftckpt-…`) promoted to serve `fine_tuned_model`; `None`: it
+    serves the job's last checkpoint."""
+    eval_id: str | None = None
+    """OpenRFT: the eval whose runs are this job's validation evaluations (`evals.runs.list`);
+    `None` until a worker claims it, and for a job with no validation file."""
 
 
 class FineTuningJobEvent(Wire):
@@ -153,6 +159,8 @@ def job_object(row: Mapping[Any, Any]) -> FineTuningJob:
         metadata=row["user_metadata"] or None,
         method=row["method"],
         suffix=row["suffix"],
+        promoted_checkpoint=row.get("promoted_checkpoint"),
+        eval_id=row.get("eval_id"),
     )
 
 

@@ -1,4 +1,4 @@
-"""The durable store: API keys, files, jobs, events, checkpoints, workers (SQLAlchemy Core).
+"""The durable store: API keys, files, jobs, events, checkpoints, workers, evals (SQLAlchemy Core).
 
 SQLite (a file under the data dir) by default; any SQLAlchemy URL PostgreSQL understands works
 too, because nothing here relies on SQLite-only behaviour:
@@ -107,7 +107,13 @@ jobs = Table(
     Column("heartbeat_at", Float),
     Column("pid", Integer),
     Column("attempts", Integer, nullable=False, default=0),
+    Column("eval_id", String(64)),
+    Column("promoted_checkpoint", String(64)),
 )
+"""`eval_id`: the eval the worker made of a reinforcement job's validation evaluations
+(`job_evals.py`), None until its first claim (or when it has no validation file).
+`promoted_checkpoint`: the checkpoint id a succeeded job's `fine_tuned_model` serves (`POST
+…/checkpoints/{id}/promote`); None: its last checkpoint."""
 
 job_metadata = Table(
     "job_metadata",
@@ -601,6 +607,7 @@ eval_runs = Table(
     Column("user_metadata", JSON),
     Column("result_counts", JSON),
     Column("per_testing_criteria_results", JSON),
+    Column("per_model_usage", JSON),
     Column("error", JSON),
     Column("report_url", Text, nullable=False),
     Column("created_at", Integer, nullable=False),
@@ -608,9 +615,13 @@ eval_runs = Table(
     Column("worker", String(256)),
     Column("heartbeat_at", Float),
     Column("attempts", Integer, nullable=False, default=0),
+    Column("job_step", Integer),
+    UniqueConstraint("eval_id", "job_step", name="uq_eval_runs_job_step"),
 )
 """One run of an eval: `queued`, `in_progress` (claimed by a worker, which heartbeats), then
-`completed`, `failed` or `canceled`."""
+`completed`, `failed` or `canceled`. A run imported from a job's evaluation at step N
+(`job_evals.py`) is born `completed` with `job_step` N, unique per eval: re-importing the step
+adds nothing."""
 
 eval_output_items = Table(
     "eval_output_items",

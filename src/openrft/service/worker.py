@@ -22,6 +22,11 @@ worker: they are logged and retried with a bounded backoff, while a running trai
 and its heartbeats resume once the store answers. Each worker keeps its row in the `workers`
 table current (at most once per `heartbeat_seconds`) and marks it `stopped` on a clean exit.
 
+A reinforcement job with a validation file gets an eval when it is claimed, and each
+evaluation its training writes (`evals/step-N.jsonl`) becomes a completed run of that eval
+once its metrics line is read (`job_evals.py`); a re-claimed job re-reads its run dir and
+imports only the steps that are not runs yet.
+
 Beside the job loop, a thread claims and grades eval runs (`eval_runner.py`).
 
 It never imports torch: training is only ever a subprocess.
@@ -46,7 +51,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DBAPIError
 
-from openrft.service import progress, tenancy
+from openrft.errors import SpecError
+from openrft.service import job_evals, progress, tenancy
 from openrft.service.environment import training_environment
 from openrft.service.eval_runner import EvalRunner
 from openrft.service.lifecycle import fine_tuned_model_name
@@ -113,6 +119,15 @@ class Run:
     pause_sent: bool = False
     stop_sent: bool = False
     term_at: float | None = None
+    eval_id: str | None = None
+    """The job's eval (`job_evals.py`), None when it gets none."""
+    evaluated: dict[int, int] = field(default_factory=dict)
+    """Steps whose metrics line carries a validation reward (so `evals/step-N.jsonl` is
+    complete), with the run's total steps."""
+    last_step: int = -1
+    """The newest step a metrics line was read for."""
+    imported: set[int] = field(default_factory=set)
+    """Evaluated steps that are runs of the job's eval."""
 
     @property
     def id(self) -> str:
@@ -277,6 +292,7 @@ class JobWorker:
         """Start the training (holding `lock`, the job dir's). Its store work comes before
         `Popen`, so a store error retries this whole; what follows is written by `_collect`."""
         seen = self.store.event_keys(job["id"])
+        eval_id = job_evals.ensure_eval(self.store, job)
         config_path = jobdir / CONFIG
         config_path.write_text(json.dumps(job["config"], indent=2), encoding="utf-8")
         (jobdir / PAUSE_REQUEST).unlink(missing_ok=True)
@@ -301,7 +317,7 @@ class JobWorker:
             )
         record_holder(lock, proc.pid)
         metrics = progress.Tail(jobdir / METRICS)
-        run = Run(job, jobdir, proc, stderr_start, metrics, seen=seen)
+        run = Run(job, jobdir, proc, stderr_start, metrics, seen=seen, eval_id=eval_id)
         run.values["pid"] = proc.pid
         attempt = job["attempts"]
         if resume:
@@ -390,16 +406,45 @@ class JobWorker:
         model = fine_tuned_model_name(run.job["model"], run.job["suffix"], run.id)
         found = progress.read_checkpoints(run.jobdir, run.scores, model)
         self.store.sync_checkpoints(run.id, found)
+        self._import_evals(run)
         run.unsure = False
+
+    def _import_evals(self, run: Run) -> None:
+        """Store the job's finished evaluations as runs of its eval. A step waits for a later
+        step's line (or the training's end) so that its checkpoint, if it saved one, is known."""
+        if run.eval_id is None:
+            return
+        ended = run.proc.poll() is not None
+        ready = {
+            step: total
+            for step, total in run.evaluated.items()
+            if step not in run.imported and (step < run.last_step or ended)
+        }
+        if not ready:
+            return
+        job = {**run.job, "eval_id": run.eval_id}
+        try:
+            run.imported |= job_evals.import_steps(self.store, job, run.eval_id, run.jobdir, ready)
+        except (OSError, ValueError, SpecError) as exc:  # the job's own files went bad
+            log.warning("job %s: its evaluations are no longer imported: %s", run.id, exc)
+            run.eval_id = None
 
     def _read_progress(self, run: Run) -> None:
         for row in (progress.metrics_event(n, t) for n, t in run.metrics.read()):
             if row["type"] == "metrics":
                 run.scores[row["key"]] = progress.step_scores(row)
                 self._estimate(run, row["data"])
+                self._note_evaluation(run, row["data"])
             if (row["source"], row["key"]) not in run.seen:
                 run.seen.add((row["source"], row["key"]))
                 run.pending.append(row)
+
+    def _note_evaluation(self, run: Run, line: dict[str, Any]) -> None:
+        step = line["step"]
+        run.last_step = max(run.last_step, step)
+        if (line.get("scores") or {}).get("valid_reward_mean") is not None:
+            total = line.get("total_steps")
+            run.evaluated[step] = total if isinstance(total, int) else -1
 
     def _estimate(self, run: Run, line: dict[str, Any]) -> None:
         step, total = line.get("step"), line.get("total_steps")

@@ -2,8 +2,10 @@
 
 The server renders only the layout (Jinja2); data comes from the browser calling the API with
 the key kept in `sessionStorage`, so a page never holds another project's data and the server
-needs no session state. Pages: the jobs list (`/`), one job (`/jobs/{id}`), the grader
-playground, the files page and the login form.
+needs no session state. Pages: the jobs list (`/`), one job (`/jobs/{id}`), the evals list
+(`/dashboard/evals`), one eval with its runs and two of them side by side
+(`/dashboard/evals/{id}`), one run with its output items (`/dashboard/evals/{id}/runs/{run}`,
+the API's `report_url`), the grader playground, the files page and the login form.
 """
 
 from __future__ import annotations
@@ -33,6 +35,21 @@ def jobs_page(request: Request) -> HTMLResponse:
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, job_id: str) -> HTMLResponse:
     return _page(request, "job.html", job_id, job_id=job_id)
+
+
+@router.get("/dashboard/evals", response_class=HTMLResponse)
+def evals_page(request: Request) -> HTMLResponse:
+    return _page(request, "evals.html", "Evals")
+
+
+@router.get("/dashboard/evals/{eval_id}", response_class=HTMLResponse)
+def eval_page(request: Request, eval_id: str) -> HTMLResponse:
+    return _page(request, "eval.html", eval_id, eval_id=eval_id)
+
+
+@router.get("/dashboard/evals/{eval_id}/runs/{run_id}", response_class=HTMLResponse)
+def eval_run_page(request: Request, eval_id: str, run_id: str) -> HTMLResponse:
+    return _page(request, "eval_run.html", run_id, eval_id=eval_id, run_id=run_id)
 
 
 @router.get("/playground", response_class=HTMLResponse)

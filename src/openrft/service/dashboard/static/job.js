@@ -40,6 +40,10 @@
     document
       .getElementById("facts")
       .replaceChildren(...facts.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, v))));
+    // the job's eval: its baseline, interval and final evaluations as runs, side by side
+    const evalLink = document.getElementById("eval-link");
+    evalLink.hidden = !job.eval_id;
+    if (job.eval_id) evalLink.href = "/dashboard/evals/" + encodeURIComponent(job.eval_id);
     const error = document.getElementById("job-error");
     error.hidden = !job.error;
     if (job.error) error.textContent = job.error.code + ": " + job.error.message;
@@ -143,9 +147,30 @@
     box.hidden = false;
   }
 
+  // Make the fine-tuned model serve `checkpoint` (a succeeded job's only).
+  async function promote(checkpoint) {
+    try {
+      job = await ORFT.api(base + "/checkpoints/" + checkpoint.id + "/promote", { method: "POST" });
+      renderJob();
+      await refreshCheckpoints();
+      ORFT.flash("step " + checkpoint.step_number + " promoted to " + job.fine_tuned_model, "info");
+    } catch (error) {
+      ORFT.flash(error.message);
+    }
+  }
+
+  // The checkpoint the fine-tuned model serves: the promoted one, else the last.
+  function servedCheckpoint(list) {
+    if (!job.fine_tuned_model) return null;
+    const promoted = list.find((c) => c.id === job.promoted_checkpoint);
+    return promoted || list.reduce((a, c) => (!a || c.step_number > a.step_number ? c : a), null);
+  }
+
   async function refreshCheckpoints() {
     const page = await ORFT.api(base + "/checkpoints?limit=100");
     const list = page.data;
+    const served = servedCheckpoint(list);
+    const chat = "/jobs/" + encodeURIComponent(jobId) + "/chat?model=";
     if (list.some((c) => !(c.id in paths))) paths = (await ORFT.api(dash + "/checkpoints")).paths;
     const rewards = list.map((c) => c.metrics.valid_reward_mean).filter((v) => v != null);
     const best = rewards.length ? Math.max(...rewards) : null;
@@ -156,12 +181,34 @@
         el("td", {}, c.step_number),
         el("td", { class: "num" }, ORFT.number(c.metrics.valid_reward_mean)),
         el("td", { class: "num" }, ORFT.number(c.metrics.train_reward_mean)),
-        el("td", { class: "clip", title: c.fine_tuned_model_checkpoint }, c.fine_tuned_model_checkpoint),
         el(
           "td",
-          { class: "actions" },
+          { class: "clip", title: c.fine_tuned_model_checkpoint },
+          c === served ? el("span", { class: "status served" }, "fine-tuned model") : null,
+          c === served ? " " : null,
+          c.fine_tuned_model_checkpoint,
+        ),
+        el(
+          "td",
+          { class: "actions", "data-checkpoint": c.id },
           el("button", { type: "button", class: "link", onclick: () => download(c) }, "Download"),
           el("button", { type: "button", class: "link", onclick: () => showExport(c) }, "Export"),
+          el(
+            "a",
+            { href: chat + encodeURIComponent(c.fine_tuned_model_checkpoint), style: "margin: 0 6px" },
+            "Chat",
+          ),
+          el(
+            "button",
+            {
+              type: "button",
+              class: "link promote",
+              disabled: job.status !== "succeeded" || c === served,
+              title: "Serve this checkpoint as " + (job.fine_tuned_model || "the fine-tuned model"),
+              onclick: () => promote(c),
+            },
+            "Promote",
+          ),
         ),
       ),
     );
