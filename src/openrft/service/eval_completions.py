@@ -9,9 +9,11 @@ template engine (only `{{ item.… }}`: there is no sample yet) or an `item_refe
 of messages in the item, and `sampling_params` keeps what our model servers honour. Every
 problem is reported at its `data_source.…` path.
 
-`Sampler` runs in a worker's `EvalRunner` thread, with its own `ModelServers` and event loop
-(the worker never imports torch either), sends one chunk of rows concurrently (the model server
-answers them one at a time: it does not batch yet) and returns each row's output item `sample`.
+`Sampler` runs in a worker's `EvalRunner` thread, with its own event loop and `ModelServers`
+over the service's one model-server directory, so a base model already served for chat (or
+another worker's runs) is not loaded again (the worker never imports torch either); it sends one
+chunk of rows concurrently (the model server batches them) and returns each row's output item
+`sample`.
 Timeouts are the chat ones: a load waits at most `chat_load_timeout_seconds`, a request
 `chat_timeout_seconds`. A model that fails to load raises `ServerError` (the run fails with its
 code and message); a row the model server refuses is recorded on that row's sample. `tools` and
@@ -173,14 +175,14 @@ def _referenced(message: Any) -> dict[str, str]:
 
 
 class Sampler:
-    """Completions for a worker: its own model servers on its own event loop (one thread).
-    `beat` is called every `heartbeat_seconds` while it waits, so that a slow load or a slow
-    chunk does not read as a lost worker."""
+    """Completions for a worker: the service's model servers (shared with the API processes
+    and the other workers) on its own event loop (one thread). `beat` is called every
+    `heartbeat_seconds` while it waits, so that a slow load or a slow chunk does not read as a
+    lost worker."""
 
-    def __init__(self, settings: Settings, directory_name: str) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.loop = asyncio.new_event_loop()
-        directory = settings.data_dir / "model-servers" / directory_name
-        self.servers = ModelServers(settings, directory=directory)
+        self.servers = ModelServers(settings)
         self.interval = settings.heartbeat_seconds
 
     def load(self, source: CompletionsSource, beat: Callable[[], object]) -> None:

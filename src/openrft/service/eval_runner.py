@@ -2,8 +2,8 @@
 
 A run's rows (inline `file_content` or an uploaded file's lines) are `{"item": {…}, "sample":
 {"output_text": …}}` for a `jsonl` data source (the sample is ready), `{"item": {…}}` for a
-`completions` one, whose samples are drawn from the runner's own model servers
-(`eval_completions.Sampler`, started by the first such run) one chunk at a time. Each row is
+`completions` one, whose samples are drawn from the service's model servers
+(`eval_completions.Sampler`, connected by the first such run) one chunk at a time. Each row is
 graded by every testing criterion through the grader engine, in the
 project's `GradeContext` (its secrets, the operator's allow-list, its own sandbox workers).
 
@@ -474,11 +474,11 @@ class EvalRunner:
         self.stopping = stopping
         self.thread = threading.Thread(target=self.serve, name="openrft-eval-runs", daemon=True)
         self.models: Sampler | None = None
-        """This worker's model servers, started by its first `completions` run."""
+        """This worker's connection to the model servers, made by its first `completions` run."""
 
     def sampler(self) -> Sampler:
         if self.models is None:
-            self.models = Sampler(self.settings, f"worker-{os.getpid()}")
+            self.models = Sampler(self.settings)
         return self.models
 
     def start(self) -> EvalRunner:

@@ -2,8 +2,8 @@
 
 The API process never imports torch. For each base model a chat request needs, it starts one
 `python -m openrft.inference BASE` on a free 127.0.0.1 port (on first use), with a random bearer
-key, and keeps it for the life of that process (the API process for chat; a worker's eval
-runner for eval runs with a `completions` source, with its own servers).
+key, and keeps it for the life of that process (an API process for chat; a worker's eval
+runner for eval runs with a `completions` source).
 `get(base)` waits for that server's `/health`: at most `Settings.chat_load_timeout_seconds`,
 then 503 `model_loading` (the load goes on; a retry waits again); a server that exits while
 loading is a 500 `model_load_failed` with the last line of its log (under
@@ -14,14 +14,14 @@ checkpoint models are LoRA adapters that the base model's server loads on demand
 `inference/backends.py`).
 
 Processes given the same directory share one server per base model: the API processes of
-`openrft serve --api-processes N` do. Whichever asks first starts it, under a file lock
-(`<stem>.lock`), and leaves a record (`<stem>.json`, mode 0600: pid, port, key) that the
-others connect through; a server outlives only the process that started it (it watches its
-parent), after which the next request of another process starts a new one.
+`openrft serve --api-processes N` and the workers' eval runners do (`<data_dir>/model-servers`).
+Whichever asks first starts it, under a file lock (`<stem>.lock`), and leaves a record
+(`<stem>.json`, mode 0600: pid, port, key) that the others connect through; a server outlives
+only the process that started it (it watches its parent), after which the next request of
+another process starts a new one.
 
-What it does not do: share servers between the API and the workers' eval runs, place models
-on devices or check they fit, stop an idle server, or back off from a model that keeps failing
-to load (each request tries once more).
+What it does not do: place models on devices or check they fit, stop an idle server, or back
+off from a model that keeps failing to load (each request tries once more).
 """
 
 from __future__ import annotations
