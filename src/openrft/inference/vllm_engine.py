@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from openrft.inference import structured
+from openrft.inference.backends import DEFAULT_MAX_TOKENS, is_adapter
 from openrft.inference.batching import Delta, Event, Started
 from openrft.inference.schemas import ChatRequest, Choice, Completion
 
-DEFAULT_MAX_TOKENS = 256
 MAX_LORA_RANK = 64
 """The largest LoRA rank the engine reserves room for (OpenRFT's default rank is 16)."""
 GPU_MEMORY_UTILIZATION = 0.85
@@ -156,7 +156,7 @@ class VLLMBackend:
             return None
         if not self.max_adapters:
             raise ValueError("this server does not load adapters")
-        if not (Path(adapter) / "adapter_config.json").is_file():
+        if not is_adapter(Path(adapter)):
             raise ValueError("the adapter is not a LoRA checkpoint")
         from vllm.lora.request import LoRARequest
 

@@ -63,10 +63,16 @@ def _check_source(data_source: dict[str, Any]) -> dict[str, Any]:
     return source
 
 
+def report_path(eval_id: str, run_id: str) -> str:
+    """Where the dashboard shows a run, as stored (`run_object` makes it absolute)."""
+    return f"/dashboard/evals/{eval_id}/runs/{run_id}"
+
+
 def run_object(row: Any, base_url: str = "") -> dict[str, Any]:
     """A run as OpenAI shows it; `model` is None for a `jsonl` run (its samples were made
-    elsewhere). A `report_url` stored as a path (runs a worker imported from a job, which
-    knows no URL of the API) is made absolute with `base_url`."""
+    elsewhere). The stored `report_url` is a path (`report_path`: a worker importing a job's
+    evaluations knows no URL of the API), made absolute with `base_url`; one stored absolute
+    (runs created before paths were stored) is shown as it is."""
     report_url = row["report_url"]
     if report_url.startswith("/"):
         report_url = base_url.rstrip("/") + report_url
@@ -147,7 +153,7 @@ def create_run(
         "status": "queued",
         "data_source": body.data_source,
         "user_metadata": check_metadata(body.metadata),
-        "report_url": f"{request.base_url}dashboard/evals/{eval_id}/runs/{run_id}",
+        "report_url": report_path(eval_id, run_id),
         "created_at": now(),
         "attempts": 0,
         "result_counts": None,
@@ -157,7 +163,7 @@ def create_run(
     }
     with store.tx() as conn:
         conn.execute(eval_runs.insert().values(**row))
-    return run_object(row)
+    return run_object(row, str(request.base_url))
 
 
 @router.get("")

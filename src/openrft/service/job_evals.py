@@ -40,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from openrft.errors import SpecError
 from openrft.graders import Grader, load_grader
 from openrft.service.eval_runner import USAGE_KEYS, Tally, file_rows
+from openrft.service.eval_runs import report_path
 from openrft.service.evals import data_source_config
 from openrft.service.lifecycle import fine_tuned_model_name
 from openrft.service.store import (
@@ -275,7 +276,7 @@ def step_run(
         "status": "completed",
         "data_source": _data_source(job, model),
         "user_metadata": {JOB_KEY: job["id"], STEP_KEY: str(step)},
-        "report_url": f"/dashboard/evals/{eval_id}/runs/{run_id}",
+        "report_url": report_path(eval_id, run_id),
         "created_at": now(),
         "attempts": 0,
         "job_step": step,
