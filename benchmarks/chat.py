@@ -4,16 +4,17 @@ Models: the tiny random-weight Llama the tests build, and (unless `--quick`) the
 `smollm2-135m-instruct` (converted once to `~/.cache/openrft/models/`). Every request is greedy
 (`temperature=0`) with the same `max_tokens`, one of `--requests` different arithmetic prompts.
 
-1. Latency at 1 client. Anchor: `TransformersBackend.generate` (the code the model server runs)
-   called in this process on the same `ChatRequest`s, one after another. Ours: the official
-   `openai` SDK against a real `openrft serve` (SQLite store, auth on) on a free port, which
-   resolves the model in the key's project and proxies to its model-server subprocess (warmed up
-   first: its start and model load are not timed). Goal: ours/anchor <= 1.2x.
+1. Latency at 1 client. Anchor: transformers' `model.generate`, one request at a time, in this
+   process on the same `ChatRequest`s (`TransformersBackend(continuous=False).generate`: the
+   same prompt rendering, one `generate` call each). Ours: the official `openai` SDK against a
+   real `openrft serve` (SQLite store, auth on) on a free port, which resolves the model in the
+   key's project and proxies to its model-server subprocess (warmed up first: its start and
+   model load are not timed). Goal: ours/anchor <= 1.2x.
 2. Throughput. The same requests sent by 8 concurrent clients (`AsyncOpenAI`) against sent one at
-   a time. Goal: >= 3x, from batched generation: the model server's `TransformersBackend` gathers
-   the requests that arrive together (5 ms without a new one ends a gather) into one left-padded
-   `generate` (`inference/batching.py`). The anchor, `TransformersBackend.generate`, runs one
-   request at a time without the scheduler.
+   a time. Goal: >= 3x, from continuous batching (`inference/continuous.py`): the model server
+   decodes every running request one token a step over one KV cache, a request joins the batch
+   as soon as a row is free, and its prefill starts after the longest prompt prefix it shares
+   with a recent request (here the chat template and SmolLM2's system prompt).
 
 Both sides run torch with `--threads` CPU threads (default 1, see `main`). Requests are measured
 in `--rounds` rounds (anchor and ours alternating request by request) after every prompt has
@@ -103,7 +104,7 @@ def measure(server: Server, key: str, name: str, path: str, args: argparse.Names
     """`--rounds` rounds of: anchor and ours at 1 client (alternating), then ours at 8 clients,
     on the same requests."""
     requests = bodies(name, args.requests, args.max_tokens)
-    backend = TransformersBackend(path)
+    backend = TransformersBackend(path, continuous=False)  # one `model.generate` a request
 
     def generate(body: dict[str, Any]) -> int:
         return backend.generate(ChatRequest(**body)).completion_tokens

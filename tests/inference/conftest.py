@@ -57,3 +57,26 @@ def build_tiny_llama(path: Path, hidden_size: int = 32) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+def make_adapter(base: Path, target: Path, seed: int) -> Path:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base),
+        LoraConfig(r=4, target_modules=["q_proj", "v_proj"]),
+    )
+    torch.manual_seed(seed)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:  # peft starts B at zero (a no-op adapter); make it do something
+            param.data.normal_()
+    model.save_pretrained(target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("adapters")
+    return [make_adapter(tiny_llama, root / f"checkpoint-{i}", seed=i) for i in (1, 2)]

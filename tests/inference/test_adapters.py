@@ -24,29 +24,6 @@ pytestmark = pytest.mark.filterwarnings(
 MESSAGES = [{"role": "user", "content": "please rate this output"}]
 
 
-def make_adapter(base: Path, target: Path, seed: int) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(base),
-        LoraConfig(r=4, target_modules=["q_proj", "v_proj"]),
-    )
-    torch.manual_seed(seed)
-    for name, param in model.named_parameters():
-        if "lora_B" in name:  # peft starts B at zero (a no-op adapter); make it do something
-            param.data.normal_()
-    model.save_pretrained(target)
-    return target
-
-
-@pytest.fixture(scope="module")
-def adapters(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    root = tmp_path_factory.mktemp("adapters")
-    return [make_adapter(tiny_llama, root / f"checkpoint-{i}", seed=i) for i in (1, 2)]
-
-
 def answer(backend: TransformersBackend, adapter: Path | None = None) -> str:
     body: dict[str, Any] = {"model": "m", "messages": MESSAGES, "temperature": 0, "max_tokens": 6}
     if adapter is not None:

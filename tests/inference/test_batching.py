@@ -232,9 +232,12 @@ def test_model_server_subprocess_batches_concurrent_requests(
         server.terminate()
         server.wait(timeout=60)
         log.close()
-    assert (health["generate_calls"], health["batched_requests"]) == (2, 8)
+    # 4 rows fill the batch; the other 4 requests join it as its rows end (or, on a machine
+    # slow enough that they come after it ended, start a second batch)
+    assert health["batched_requests"] == 8
+    assert health["generate_calls"] in (1, 2)
     texts = [r.choices[0].message.content for r in replies]
-    assert texts[:4] == texts[4:]  # the same prompts in either batch: the same answers
+    assert texts[:4] == texts[4:]  # the same prompts in either group: the same answers
     assert all(r.usage is not None and r.usage.completion_tokens == 4 for r in replies)
 
 
@@ -303,8 +306,13 @@ def test_tool_calls_batch_with_plain_rows_and_stream_whole(tmp_path: Path) -> No
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
 
 
-def test_a_batch_is_suspended_for_waiting_requests_and_resumed(tiny_llama: Path) -> None:
-    backend = TransformersBackend(tiny_llama, batch_window=FOREVER, max_batch_rows=2)
+@pytest.mark.parametrize("continuous", [True, False], ids=["continuous", "static"])
+def test_a_waiting_request_does_not_sit_out_the_longest_row(
+    tiny_llama: Path, continuous: bool
+) -> None:
+    backend = TransformersBackend(
+        tiny_llama, batch_window=FOREVER, max_batch_rows=2, continuous=continuous
+    )
     bodies = [
         body(p, temperature=0, max_tokens=n) for p, n in zip(PROMPTS[:3], (2, 4, 12), strict=True)
     ]
@@ -319,9 +327,15 @@ def test_a_batch_is_suspended_for_waiting_requests_and_resumed(tiny_llama: Path)
         return list(await asyncio.gather(*asks))
 
     answers = asyncio.run(answer_all())
-    # the shorter row of the first batch ends; the batch is suspended for the waiting
-    # request and its longer row resumed with it: 2 calls, not 3 one after another
-    assert (backend.generate_calls, backend.batched_requests) == (2, 3)
+    if continuous:
+        # the 2-token row ends and the waiting request takes its place in the running batch:
+        # one batch; 1 prefill + 1 step, 1 prefill + 11 steps of the 12-token row
+        assert (backend.generate_calls, backend.batched_requests) == (1, 3)
+        assert backend.decode_steps == 14
+    else:
+        # the shorter row of the first batch ends; the batch is suspended for the waiting
+        # request and its longer row resumed with it: 2 calls, not 3 one after another
+        assert (backend.generate_calls, backend.batched_requests) == (2, 3)
     alone = one_by_one(backend, bodies)
     assert [a.choices[0].text for a in answers] == [a.choices[0].text for a in alone]
     assert [a.completion_tokens for a in answers] == [2, 4, 12]

@@ -5,18 +5,20 @@ or an OpenRFT/TRL LoRA checkpoint (a directory with `adapter_config.json`: its b
 loaded, the adapter merged in). The prompt, decoding constraint and tool-call parsing come from
 `structured.prepare`. It samples with `temperature`/`top_p` (greedy at temperature 0), honours
 `n`, `seed`, `stop` and the token limit, and counts tokens for `usage` (prompt tokens without
-padding). Concurrent requests are batched (`batching.py`): a scheduler thread gathers the
-requests that arrive within `batch_window` seconds (or until `max_batch_rows` rows are waiting),
-and runs one left-padded `model.generate` for each group that decodes alike (greedy, or the same
-`temperature`/`top_p`; a seeded sampling request runs alone so its answer is reproducible), each
-row cut at its own limit, end-of-sequence token or stop string. `stream()` yields text deltas as
-they are generated (for requests with `tools`, the finished message only). Batching is static:
-a batch runs until its longest row is done, and requests arriving meanwhile wait for the next
-one. With `max_adapters` set, a request may name a LoRA checkpoint (`ChatRequest.adapter`)
-trained over the served model: it is loaded next to the resident base model as a named peft
-adapter, at most `max_adapters` stay loaded (least recently used evicted, never one the batch
-in flight uses), and one batch mixes rows of different adapters and of the base model (peft's
-`adapter_names`). A bad adapter fails only the requests that name it.
+padding). Concurrent requests are batched: a scheduler thread (`batching.py`) gathers the
+requests that arrive within `batch_window` seconds (or until `max_batch_rows` rows are waiting)
+and starts a batch, each row cut at its own limit, end-of-sequence token or stop string. The
+batch is continuous (`continuous.py`): it decodes one token at a time over one KV cache, rows
+leave as they finish and waiting requests join it at once, each row with its own sampling
+settings, constraint and adapter; only a seeded sampling request runs alone, so that its answer
+is reproducible. For models whose cache cannot be merged (sliding-window attention), batching is
+static: one left-padded `model.generate` for each group that decodes alike (greedy, or the same
+`temperature`/`top_p`). `stream()` yields text deltas as they are generated (for requests with
+`tools`, the finished message only). With `max_adapters` set, a request may name a LoRA
+checkpoint (`ChatRequest.adapter`) trained over the served model: it is loaded next to the
+resident base model as a named peft adapter, at most `max_adapters` stay loaded (least recently
+used evicted, never one the running batch uses), and one batch mixes rows of different adapters
+and of the base model (peft's `adapter_names`). A bad adapter fails only the requests that name it.
 
 `load_backend(..., kind="auto")` picks vLLM's engine instead (`vllm_engine.VLLMBackend`:
 continuous batching, multi-LoRA, structured outputs) when vLLM is installed and a CUDA device is
@@ -97,10 +99,18 @@ class TransformersBackend:
         max_adapters: int = 0,
         batch_window: float = DEFAULT_BATCH_WINDOW,
         max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
+        continuous: bool | None = None,
     ) -> None:
+        from openrft.inference import continuous as continuous_batching
         from openrft.inference.batching import Scheduler
 
         self.model, self.tokenizer = load_model(path)
+        supported = continuous_batching.supported(self.model)
+        if continuous and not supported:
+            raise ConfigError([Problem(str(path), "this model's cache cannot batch continuously")])
+        self.continuous = supported if continuous is None else continuous
+        """Batch continuously (`continuous.Decoder`), else statically (one `generate` a batch):
+        by default, continuously when the model's cache allows it."""
         self.name = name or Path(str(path)).name
         self.max_tokens = max_tokens
         self.max_adapters = max_adapters
@@ -110,16 +120,26 @@ class TransformersBackend:
         self.scheduler = Scheduler(self._run, batch_window, max_batch_rows, max_adapters)
         """Gathers concurrent requests into batches (`window`, `max_rows` may be changed)."""
         self.generate_calls = 0
-        """`model.generate` calls so far (one per batch)."""
+        """Batches run so far: `model.generate` calls, or continuous batches (from idle to
+        idle, however many requests joined)."""
         self.batched_requests = 0
-        """Requests answered by those calls."""
+        """Requests answered by those batches."""
+        self.decode_steps = 0
+        """Forward passes of continuous batches (prefills and decode steps)."""
+        self.prefixes = continuous_batching.PrefixStore()
+        """Recent prompts' keys and values, for continuous batches' prefills."""
         self._peft = False
         """Whether the model is wrapped in a `PeftModel` (after the first adapter)."""
         self._lock = threading.Lock()  # one batch at a time on the model
 
     def stats(self) -> dict[str, int]:
         """Batching counters, reported by `/health`."""
-        return {"generate_calls": self.generate_calls, "batched_requests": self.batched_requests}
+        return {
+            "generate_calls": self.generate_calls,
+            "batched_requests": self.batched_requests,
+            "decode_steps": self.decode_steps,
+            "prefix_tokens_reused": self.prefixes.reused,
+        }
 
     async def complete(self, request: ChatRequest) -> Completion:
         """Answer `request` from the next batch; the event loop keeps serving meanwhile."""
@@ -178,7 +198,7 @@ class TransformersBackend:
             request,
             list(ids),
             request.token_limit(self.max_tokens),
-            batch_key(request),
+            batch_key(request, self.continuous),
             prepared.choice,
             prepared.constraint,
         )
@@ -187,34 +207,91 @@ class TransformersBackend:
         """Generate `batch`; every job gets its completion, whatever happens (`resume`: the
         batch may be suspended for waiting jobs, see `batching.RowTracker`)."""
         with self._lock:
+            admitted = list(batch)
             try:
-                ready = self._load_adapters(batch)
-                if ready:
-                    self._generate(ready, resume)
+                if self.continuous:
+                    self._decode(admitted, more=resume)
+                else:
+                    ready = self._load_adapters(batch)
+                    if ready:
+                        self._generate(ready, resume)
             # the scheduler thread must outlive any failure, and no request may hang on it
             except Exception as exc:
                 message = f"generation failed: {type(exc).__name__}: {exc}"
-                for job in batch:
+                for job in admitted:
                     job.done(Completion(status=500, error=message[:500]))
 
-    def _load_adapters(self, batch: list[Job]) -> list[Job]:
+    def _decode(self, admitted: list[Job], more: bool) -> None:
+        """Generate `admitted` in one continuous batch; with `more`, waiting jobs join it as
+        rows finish (appended to `admitted`), until no row is left and no job is waiting."""
+        from openrft.inference.batching import Started, finish_job
+        from openrft.inference.continuous import Decoder
+
+        eos = self.tokenizer.eos_token_id
+        pad = self.tokenizer.pad_token_id
+        decoder = Decoder(
+            lambda: self.model,
+            eos,
+            eos if pad is None else pad,
+            lambda: self._peft,
+            self.prefixes,
+            self._count_step,
+        )
+        key = admitted[0].key
+        joining = list(admitted)
+        running: list[Job] = []
+        self.generate_calls += 1
+
+        def answer_finished() -> None:
+            for job in [job for job in running if job.rows == 0]:
+                finish_job(job)
+                running.remove(job)
+
+        while True:
+            if joining:  # waiting jobs take the rows that finished
+                ready = self._load_adapters(joining, in_use=decoder.adapters)
+                rows = []
+                for job in ready:
+                    job.emit(Started())
+                    rows += job.start(eos, self.tokenizer.decode)
+                if rows:
+                    names = [self.adapters.get(r.job.request.adapter or "") for r in rows]
+                    decoder.admit(rows, names)
+                self.batched_requests += len(ready)
+                running += ready
+                answer_finished()
+            decoder.step()
+            answer_finished()
+            free = self.scheduler.max_rows - len(decoder.rows)
+            joining = self.scheduler.take(key, free, decoder.adapters) if more else []
+            admitted += joining
+            if not decoder.rows and not joining:
+                return
+
+    def _count_step(self) -> None:
+        self.decode_steps += 1
+
+    def _load_adapters(self, batch: list[Job], in_use: set[str] | None = None) -> list[Job]:
         """The jobs of `batch` whose adapter is loaded (loading it if needed); the others are
-        answered with the loading error. Adapters beyond `max_adapters` that this batch does
-        not use are evicted, least recently used first."""
-        wanted = {job.request.adapter for job in batch if job.request.adapter is not None}
+        answered with the loading error. Adapters beyond `max_adapters` that neither this batch
+        nor the running rows (`in_use`) use are evicted, least recently used first."""
+        asked = {job.request.adapter for job in batch if job.request.adapter is not None}
+        wanted = asked | (in_use or set())
         failed: dict[str | None, str] = {}
-        for adapter in sorted(wanted):
+        for adapter in sorted(asked):
             try:
                 self._load_adapter(adapter)
             except (OSError, ValueError, KeyError, RuntimeError) as exc:  # gone, or another base
                 failed[adapter] = f"cannot load the adapter: {type(exc).__name__}: {exc}"[:500]
-        in_use = [self.adapters[a] for a in wanted if a in self.adapters]
+        kept = [self.adapters[a] for a in wanted if a in self.adapters]
         for adapter in [a for a in self.adapters if a not in wanted]:
             if len(self.adapters) <= max(self.max_adapters, 1):
                 break
-            if in_use:  # peft wants an active adapter that stays
-                self.model.set_adapter(in_use[0])
-            self.model.delete_adapter(self.adapters.pop(adapter))
+            if kept:  # peft wants an active adapter that stays
+                self.model.set_adapter(kept[0])
+            name = self.adapters.pop(adapter)
+            self.model.delete_adapter(name)
+            self.prefixes.forget(name)
         for job in batch:
             if job.request.adapter in failed:
                 job.done(Completion(status=500, error=failed[job.request.adapter]))

@@ -14,9 +14,12 @@ step with every row's new token (before any `BaseStreamer` sees it, in transform
 where each row is cut at its own token limit, end-of-sequence token or stop string, where text
 is decoded incrementally (holding back an incomplete multi-byte character and any tail that may
 still become a stop string) and sent to the job's listener as `Delta`s, and where a job is
-answered as soon as its rows are done. Batching is static, not continuous: a batch runs until
-its longest row is done, and a request arriving meanwhile waits for the next batch (on CPU,
-transformers' continuous batching was ~10x slower than this in a trial).
+answered as soon as its rows are done. That is static batching (a batch runs until its longest
+row is done, a request arriving meanwhile waits for the next batch, or for a suspension: see
+`RowTracker`), the backend's fallback for models whose cache `continuous.Decoder` cannot merge;
+for the others the batch is continuous: `Scheduler.take` hands waiting jobs to the running batch
+as its rows finish, and `Row` is what `Decoder` pushes each token to. (Transformers' own
+continuous batching, paged attention, was ~10x slower than this on a CPU in a trial.)
 
 Importing this module imports torch and transformers.
 """
@@ -105,13 +108,15 @@ class Job:
             self.emit(completion)
 
 
-def batch_key(request: ChatRequest) -> Hashable:
-    """What a request must share with others to be generated in one batch."""
+def batch_key(request: ChatRequest, continuous: bool = False) -> Hashable:
+    """What a request must share with others to be generated in one batch. A continuous batch
+    (`continuous.Decoder`) samples each row with its own settings: only a seeded sampling
+    request needs a batch of its own; a static one (`generate`) needs one decoding for all."""
     if request.temperature == 0:
-        return ("greedy",)
+        return ("greedy",) if not continuous else ("any",)
     if request.seed is not None:
         return ("seeded", object())  # never equal to another's: runs alone
-    return ("sample", request.temperature, request.top_p)
+    return ("sample", request.temperature, request.top_p) if not continuous else ("any",)
 
 
 class Scheduler:
@@ -175,6 +180,26 @@ class Scheduler:
         with self._wake:
             self._pending[:0] = jobs
             self._wake.notify()
+
+    def take(self, key: Hashable, rows: int, adapters: set[str]) -> list[Job]:
+        """The waiting jobs, oldest first, that may join a running continuous batch of `key`
+        with `rows` free rows, whose rows use `adapters`. It stops at the first job that may
+        not (another key, too many rows or adapters), so that no job is overtaken for ever:
+        the batch then drains and the scheduler starts that job's batch."""
+        with self._wake:
+            taken: list[Job] = []
+            used = set(adapters)
+            for job in self._pending:
+                adapter = {job.request.adapter} if job.request.adapter is not None else set()
+                if job.key != key or job.rows > rows:
+                    break
+                if len(used | adapter) > max(self.max_adapters, 1):
+                    break
+                taken.append(job)
+                rows -= job.rows
+                used |= adapter
+            del self._pending[: len(taken)]
+            return taken
 
     def _loop(self) -> None:
         while True:
