@@ -20,13 +20,13 @@ Both sides run torch with `--threads` CPU threads (default 1, see `main`). Reque
 in `--rounds` rounds (anchor and ours alternating request by request) after every prompt has
 been sent once to each side.
 
-Measured 2026-12-01 on a shared 2-core box (docs/benchmarks.md, "Chat completions"): 8 clients /
-1 client 2.96-3.60x on the tiny model, 1.64-2.16x on SmolLM2-135M (goal missed: on a CPU the
-prefill costs in proportion to the rows, and a static batch runs to its longest answer);
-latency at 1 client 0.98-1.01x on SmolLM2-135M, 1.20-1.30x on the tiny model (the ~10-17 ms a
-request adds against a ~50-62 ms generation).
+Measured 2026-12-01 on a shared 2-core box with continuous batching (docs/benchmarks.md,
+"Chat completions", run F, 64 requests): 8 clients / 1 client 3.63x on the tiny model, 2.71x on
+SmolLM2-135M (goal missed: each request's prefill is compute-bound on a CPU and costs the same
+at 1 client); latency at 1 client 0.94x on SmolLM2-135M (the cached system prompt), 1.07x on
+the tiny model.
 
-Run: `.venv/bin/python benchmarks/chat.py [--quick] [--requests 16] [--max-tokens 32] [--rounds 3]`
+Run: `.venv/bin/python benchmarks/chat.py [--quick] [--requests 64] [--max-tokens 32] [--rounds 3]`
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def report(name: str, load: float, rounds: list[tuple[Run, Run, float]]) -> None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny model only, 8 requests")
-    parser.add_argument("--requests", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads, both sides")
