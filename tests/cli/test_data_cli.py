@@ -23,10 +23,10 @@ def test_broken_file_prints_every_problem_and_exits_2() -> None:
     result = runner.invoke(app, ["validate", str(path), "--grader", str(EXAMPLES / "grader.yaml")])
     assert result.exit_code == 2
     lines = [line for line in result.stdout.splitlines() if line.startswith("✗")]
-    assert [line.split(":")[1] for line in lines] == [str(n) for n in range(2, 12)]
+    assert [line.split(":")[1] for line in lines] == [str(n) for n in (*range(2, 10), 11)]
     assert f"{path}:9: grader 'correct' reads `item.reference_answer`" in result.stdout
-    assert f"{path}:10: duplicate of line 1" in result.stdout
-    assert "10 problem(s)." in result.stdout
+    assert f"warning: {path}: 1 of 3 rows repeats an earlier row (line 10 repeats" in result.stdout
+    assert "9 problem(s)." in result.stdout
 
 
 def test_json_report() -> None:
@@ -35,7 +35,8 @@ def test_json_report() -> None:
     report = json.loads(result.stdout)
     assert report["ok"] is False
     assert (report["rows"], report["lines"]) == (3, 11)
-    assert len(report["problems"]) == 9  # no --grader: the missing-field check is off
+    assert len(report["problems"]) == 8  # no --grader: the missing-field check is off
+    assert report["duplicate_rows"] == 1  # line 10 repeats line 1: a warning
     assert report["prompt_length"]["unit"] == "characters"
 
 

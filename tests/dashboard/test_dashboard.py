@@ -146,6 +146,7 @@ def create_job(client: openai.OpenAI, model: str, steps: int) -> str:
         "n_checkpoints": 2,
         "keep_best_k": 2,
         "lora": {"r": 4, "alpha": 8},
+        "preflight": {"enabled": False},  # a random model: too little reward variance
     }
     job = client.fine_tuning.jobs.create(
         model=model,
@@ -255,6 +256,7 @@ def test_a_budget_pause_shows_its_reason(
         "eval_samples": 2,
         "lora": {"r": 4, "alpha": 8},
         "budget": {"max_steps": 2},
+        "preflight": {"enabled": False},  # a random model: too little reward variance
     }
     job = client.fine_tuning.jobs.create(
         model="tiny",

@@ -58,13 +58,14 @@ def test_broken_example_reports_every_problem_with_its_line() -> None:
         7: "messages[0].content is a number; it must be a string or a list of content parts",
         8: "not valid UTF-8: byte 0xe9 at byte 65 of the line",
         9: "grader 'correct' reads `item.reference_answer` (in its `reference`)",
-        10: "duplicate of line 1",
         11: "the line is a JSON list, not an object",
     }
     assert set(found) == set(expected)
     for line, start in expected.items():
         assert found[line].startswith(start), (line, found[line])
-    assert report.rows == 3  # lines 1, 9 and 10 parse; 9 and 10 fail cross-row checks
+    assert report.rows == 3  # lines 1, 9 and 10 parse; 9 fails a cross-row check
+    # line 10 repeats line 1: a warning (tests/data/test_duplicates.py), not a problem
+    assert report.duplicates == [(10, 1)]
 
 
 def test_non_utf8_reports_the_file_byte_offset(tmp_path: Path) -> None:
@@ -177,10 +178,9 @@ def problems_by_line_all(report: object) -> dict[int, list[str]]:
 def test_duplicates_name_the_first_line_and_differ_by_item(tmp_path: Path) -> None:
     row = {"messages": [USER], "reference_answer": "2"}
     path = write(tmp_path / "d.jsonl", row, {**row, "reference_answer": "3"}, row, row)
-    found = problems_by_line(validate_dataset(path))
-    assert set(found) == {3, 4}
-    assert found[3].startswith("duplicate of line 1")
-    assert found[4].startswith("duplicate of line 1")
+    report = validate_dataset(path)
+    assert report.ok
+    assert report.duplicates == [(3, 1), (4, 1)]
 
 
 def test_missing_and_empty_files(tmp_path: Path) -> None:
@@ -206,9 +206,10 @@ def test_load_dataset_returns_rows_with_items_and_lines() -> None:
 def test_load_dataset_raises_with_every_problem() -> None:
     with pytest.raises(DatasetError) as caught:
         load_dataset(EXAMPLES / "broken.jsonl")
-    # all but the grader-field problem (no grader given): 9 problems, each with its line
-    assert len(caught.value.problems) == 9
-    assert "broken.jsonl: 9 problem(s)" in str(caught.value)
+    # all but the grader-field problem (no grader given) and the repeated row (a warning):
+    # 8 problems, each with its line
+    assert len(caught.value.problems) == 8
+    assert "broken.jsonl: 8 problem(s)" in str(caught.value)
 
 
 @pytest.mark.parametrize(

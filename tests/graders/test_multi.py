@@ -61,3 +61,15 @@ def test_reward_column_matches_the_built_results() -> None:
     assert rewards == [r.reward for r in results]
     assert rewards[0] == pytest.approx(0.6931471805599453)  # log(1 + 1)
     assert results[1].sub_rewards == {"exact": 0.0, "sim": pytest.approx(2 / 4)}
+
+
+def test_a_sub_graders_error_details_name_it() -> None:
+    from openrft.graders.python_grader import describe_failure
+
+    spec = multi("exact + contains", exact=EXACT, contains=CONTAINS)
+    result = grade(spec, "42", {"nope": 1})
+    details = result.errors.invalid_variable_error_details
+    assert details is not None
+    assert details.startswith("grader `exact`: ")  # the first sub-grader that failed
+    shown = describe_failure(result)
+    assert shown.startswith("[m: invalid_variable_error]\ngrader `exact`: ")

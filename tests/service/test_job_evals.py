@@ -136,7 +136,11 @@ def test_every_evaluation_is_one_completed_run_even_after_a_worker_restart(
     assert final.result_counts.total == 2  # eval_samples
     assert final.result_counts.passed + final.result_counts.failed == 2
     assert [c.testing_criteria for c in final.per_testing_criteria_results] == ["answer"]
-    assert final.per_model_usage == []
+    [usage] = final.per_model_usage  # the tokens training counted per evaluation sample
+    assert (usage.model_name, usage.invocation_count) == (final.model, 2)
+    assert usage.prompt_tokens > 0
+    assert usage.completion_tokens > 0
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
     report = f"http://127.0.0.1:{server.port}/dashboard/evals/{eval_id}/runs/{final.id}"
     assert final.report_url == report
     assert client.evals.runs.retrieve(final.id, eval_id=eval_id).report_url == report

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from openrft.graders import grade
+from openrft.training.config import PreflightSettings
 from openrft.training.dialects import load_file
 from openrft.training.grpo import run
 
@@ -41,6 +42,7 @@ def test_demo_grader_scores_the_last_integer() -> None:
 def test_demo_config_runs(tiny_model: Path, tmp_path: Path, read_lines: Any) -> None:
     config = load_file(DEMO / "sums.yaml")
     small = {"model": str(tiny_model), "max_steps": 1, "eval_samples": 2, "num_generations": 2}
+    small["preflight"] = PreflightSettings(enabled=False)  # a random model never writes the sum
     result = run(config.model_copy(update=small), tmp_path)
     assert result.steps == 1
     assert [x["step"] for x in read_lines(tmp_path)] == [0, 1]

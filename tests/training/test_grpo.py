@@ -16,7 +16,17 @@ from openrft.training.export import merge
 from openrft.training.grpo import find_resume_point, run
 from openrft.training.models import known_deprecations_silenced
 
-LINE_KEYS = {"step", "total_steps", "scores", "usage", "errors", "timing", "trl", "warnings"}
+LINE_KEYS = {
+    "step",
+    "total_steps",
+    "scores",
+    "usage",
+    "errors",
+    "timing",
+    "trl",
+    "warnings",
+    "events",
+}
 
 
 def adapter_b_norm(checkpoint: Path) -> float:

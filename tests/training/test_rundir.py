@@ -185,7 +185,7 @@ def test_checkpoint_info_is_what_the_worker_mirrors(callback: RunCallback, tmp_p
     args = SimpleNamespace(output_dir=str(checkpoints))
     callback.on_save(args, state(5), TrainerControl())  # type: ignore[arg-type]
     valid = callback.evals[-1].reward_mean
-    scores = {5: {"train_reward_mean": 0.4, "loss": 0.2}}
+    scores = {5: {"train_reward_mean": 0.4, "loss": 0.2, "train_reasoning_tokens_mean": 3.5}}
     [row] = progress.read_checkpoints(tmp_path, scores, "ft:tiny:x")
     assert (row["name"], row["step"], row["model"]) == ("checkpoint-5", 5, "ft:tiny:x:ckpt-step-5")
     assert row["metrics"] == {
@@ -193,6 +193,8 @@ def test_checkpoint_info_is_what_the_worker_mirrors(callback: RunCallback, tmp_p
         "train_reward_mean": 0.4,
         "valid_reward_mean": valid,
         "train_loss": 0.2,
+        "train_reasoning_tokens_mean": 3.5,  # OpenAI's names, from the step's metrics line
+        "valid_reasoning_tokens_mean": None,
     }
     info = rundir.read_checkpoint_info(checkpoints / "checkpoint-5")
     assert info == {"step": 5, "valid_reward_mean": valid, "paused": False}

@@ -75,5 +75,5 @@ class Client:
         with path.open("rb") as handle:
             files = {"file": (path.name, handle, "application/jsonl")}
             body = self.call("POST", "/files", files=files, data={"purpose": purpose})
-        err.print(f"uploaded {path} as {body['id']}")
+        err.print(f"uploaded {path} as {body['id']}", markup=False)
         return str(body["id"])

@@ -1,6 +1,7 @@
 """`openrft data validate FILE`: every problem in a chat-format JSONL dataset, and statistics.
 
 Exit 0 when the file is clean, 2 when it has problems (each printed as `file:line: message`).
+Warnings (repeated rows, with their lines) are printed but do not fail the check.
 `--grader` also checks each row has the item fields the grader's templates read; `--model` (a
 Hugging Face directory or hub id) measures prompts in tokens and flags prompts longer than the
 model's context. Loading the tokenizer is the only heavy part and happens only with `--model`.
@@ -16,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from openrft.cli.exits import EXIT_INVALID, Group
 from openrft.data import DatasetReport, validate_dataset
@@ -86,21 +88,28 @@ def report_json(report: DatasetReport) -> dict[str, Any]:
         "rows": report.rows,
         "lines": report.lines,
         "problems": [{"where": p.where, "message": p.message} for p in report.problems],
+        "warnings": [{"where": w.where, "message": w.message} for w in report.warnings],
+        "duplicate_rows": report.duplicate_rows,
         "prompt_length": asdict(report.prompt_length) if report.prompt_length else None,
         "item_fields": report.item_fields,
     }
 
 
 def print_report(report: DatasetReport) -> None:
-    """Problems first (one per line, never wrapped), then a statistics table."""
+    """Problems first, then warnings (one per line, never wrapped), then a statistics table.
+    File contents and paths are printed as plain text, never as Rich markup."""
     out = Console()
     for problem in report.problems:
-        out.print(f"[red]✗[/red] {problem.where}: ", end="", highlight=False)
-        out.print(problem.message, markup=False, highlight=False, soft_wrap=True)
-    table = Table(title=f"{report.path}", show_header=False)
+        out.print(Text.assemble(("✗", "red"), f" {problem}"), highlight=False, soft_wrap=True)
+    for warning in report.warnings:
+        shown = Text.assemble(("warning:", "yellow"), f" {warning}")
+        out.print(shown, highlight=False, soft_wrap=True)
+    table = Table(title=Text(report.path), show_header=False)
     table.add_column("statistic")
     table.add_column("value")
     table.add_row("valid rows", f"{report.rows} of {report.lines}")
+    if report.duplicate_rows:
+        table.add_row("rows repeating an earlier row", str(report.duplicate_rows))
     if report.prompt_length:
         stats = report.prompt_length
         table.add_row(
@@ -108,7 +117,7 @@ def print_report(report: DatasetReport) -> None:
             f"{stats.min} / {stats.median:g} / {stats.max}",
         )
     for name, count in report.item_fields.items():
-        table.add_row(f"rows with item.{name}", str(count))
+        table.add_row(Text(f"rows with item.{name}"), str(count))
     out.print(table)
     if report.ok:
         out.print("[green]No problems found.[/green]")

@@ -13,11 +13,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from openrft.cli.exits import EXIT_FAILED, Group
 from openrft.errors import DatasetError, Problem
-from openrft.graders import GradeContext, Sample, grade, load_grader_file
+from openrft.graders import GradeContext, Sample, grade_batch, load_grader_file
 from openrft.graders.audit import AuditReport, AuditRow, audit
+from openrft.graders.python_grader import describe_failure
 
 app = typer.Typer(cls=Group, help="Validate, run and audit graders.", no_args_is_help=True)
 
@@ -53,19 +55,35 @@ def validate(spec: SpecArg) -> None:
 @app.command()
 def run(
     spec: SpecArg,
-    sample: Annotated[str, typer.Option(help="Model output text, or @file.")],
+    sample: Annotated[
+        list[str],
+        typer.Option(
+            help="Model output text, or @file. Repeat it to grade one prompt's group of "
+            "completions together (group graders compare them); a JSON list is printed."
+        ),
+    ],
     item: Annotated[str, typer.Option(help="Item JSON object, or @file.json.")] = "{}",
     tools: Annotated[str | None, typer.Option(help="output_tools JSON list, or @file.")] = None,
 ) -> None:
-    """Grade one sample; print OpenAI's grader run response JSON."""
+    """Grade one sample (or one group); print OpenAI's grader run response JSON (and, when
+    grading failed, the grader, its error flags and details on stderr)."""
     grader = load_grader_file(spec)
     item_value = _arg_json(item, "item")
     tool_calls = _arg_json(tools, "tools") if tools else None
     if not isinstance(item_value, dict):
         raise DatasetError([Problem("--item", "must be a JSON object, e.g. '{\"a\": 1}'")])
-    sampled = Sample.from_text(_arg_text(sample), tool_calls)
-    result = grade(grader, sampled, item_value, GradeContext.from_environment())
-    typer.echo(result.model_dump_json(indent=2))
+    sampled = [Sample.from_text(_arg_text(text), tool_calls) for text in sample]
+    context = GradeContext.from_environment()
+    results = grade_batch(grader, sampled, [item_value] * len(sampled), context, [len(sampled)])
+    if len(results) == 1:
+        typer.echo(results[0].model_dump_json(indent=2))
+    else:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
+    for result in results:
+        if result.errors.any():  # the JSON has it too; this is for a reader, as text (not markup)
+            err = Console(stderr=True)
+            failure = Text.assemble(("error: ", "red"), describe_failure(result))
+            err.print(failure, highlight=False, soft_wrap=True)
 
 
 @app.command("audit")
@@ -111,13 +129,17 @@ def _print_report(report: AuditReport) -> None:
         table.add_column(column)
     for p in report.probes:
         mark = "[red]HIGH[/red]" if p.flagged else "[green]ok[/green]"
-        table.add_row(
-            p.description, f"{p.mean_reward:.3f}", f"{p.max_reward:.3f}", f"{p.pass_rate:.0%}", mark
+        table.add_row(  # a probe's description quotes dataset text: never markup
+            Text(p.description),
+            f"{p.mean_reward:.3f}",
+            f"{p.max_reward:.3f}",
+            f"{p.pass_rate:.0%}",
+            mark,
         )
     out.print(table)
     for p in report.flagged:
         for warning in p.warnings:
-            out.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+            out.print(Text.assemble(("warning:", "yellow"), f" {warning}"), highlight=False)
     if not report.flagged:
         out.print("No probe earned a high reward.")
     sys.stdout.flush()

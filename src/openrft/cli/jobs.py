@@ -2,7 +2,9 @@
 
 Talks HTTP (httpx) to `--base-url` (`$OPENRFT_BASE_URL`, default http://127.0.0.1:8000/v1) with
 `--api-key` (`$OPENRFT_API_KEY`). `--follow` polls the job and shows a progress bar with the
-latest train/valid reward until the job ends. Register with
+latest train/valid reward until the job ends. `create --preflight` makes a job that runs only the
+pre-flight (the `openrft` extension's `preflight.only`) and succeeds with its report;
+`--force` sets `preflight.force`. Register with
 `app.add_typer(jobs.app, name="jobs")`. A refused or unanswered call raises `ApiCallError`
 (`client.py`), which prints the server's message and exits 5 (`EXIT_API`); a followed job that
 fails exits 1.
@@ -18,6 +20,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from openrft.cli.client import Client
 from openrft.cli.exits import EXIT_FAILED, Group
@@ -64,11 +67,24 @@ def create(
     overrides: Annotated[
         Path | None, typer.Option("--config", help="Native TrainingConfig overrides (JSON/YAML).")
     ] = None,
+    preflight: Annotated[
+        bool,
+        typer.Option(
+            "--preflight",
+            help="Run only the pre-flight: the job samples and grades a few prompts, reports "
+            "in a `preflight` event and its result file, and succeeds without training.",
+        ),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Train even when the pre-flight fails.")
+    ] = False,
     follow: Follow = False,
     base_url: BaseUrl = DEFAULT_URL,
     api_key: ApiKey = "",
 ) -> None:
     """Create a fine-tuning job (uploading local files first); print the job."""
+    extra = read_spec_file(overrides) if overrides is not None else {}
+    extra = _with_preflight(extra, preflight, force)
     with Client(base_url, api_key) as client:
         _create(
             client,
@@ -80,9 +96,20 @@ def create(
             suffix,
             seed,
             metadata,
-            overrides,
+            extra or None,
             follow,
         )
+
+
+def _with_preflight(extra: dict[str, Any], only: bool, force: bool) -> dict[str, Any]:
+    """`openrft` overrides with `--preflight` (`preflight.only`) and `--force`
+    (`preflight.force`) merged into their `preflight` section."""
+    if not only and not force:
+        return extra
+    section = dict(extra.get("preflight") or {})
+    section |= {"only": True} if only else {}
+    section |= {"force": True} if force else {}
+    return {**extra, "preflight": section}
 
 
 def _create(
@@ -95,7 +122,7 @@ def _create(
     suffix: str | None,
     seed: int | None,
     metadata: list[str] | None,
-    overrides: Path | None,
+    overrides: dict[str, Any] | None,
     follow: bool,
 ) -> None:
     purpose = "fine-tune"
@@ -111,8 +138,8 @@ def _create(
     if grader is not None:
         section["grader"] = read_spec_file(grader)
     body["method"] = {"type": method, method: section}
-    if overrides is not None:
-        body["openrft"] = read_spec_file(overrides)
+    if overrides:
+        body["openrft"] = overrides
     job = client.call("POST", "/fine_tuning/jobs", json={k: v for k, v in body.items() if v})
     _print_job(job)
     if follow:
@@ -196,7 +223,8 @@ def _print_job(job: dict[str, Any]) -> None:
 def _print_event(event: dict[str, Any]) -> None:
     color = {"warn": "yellow", "error": "red"}.get(event["level"], "dim")
     stamp = time.strftime("%H:%M:%S", time.localtime(event["created_at"]))
-    out.print(f"[{color}]{stamp}[/{color}] {event['message']}", highlight=False)
+    # a message is the server's text, never Rich markup: `[exact: …]` headers must survive
+    out.print(Text.assemble((stamp, color), f" {event['message']}"), highlight=False)
 
 
 def _new_events(client: Client, job_id: str, seen: set[str]) -> list[dict[str, Any]]:
@@ -235,14 +263,15 @@ def _follow(client: Client, job_id: str) -> None:
                     bar.update(task, completed=data.get("step"), total=data.get("total_steps"))
                     bar.update(task, reward=reward)
                 else:
-                    bar.console.print(f"  {event['message']}", highlight=False)
+                    bar.console.print(Text(f"  {event['message']}"), highlight=False)
             bar.update(task, status=job["status"])
             if job["status"] in FINAL or job["status"] == "paused":
                 break
             time.sleep(1.0)
     out.print(
         f"{job_id}: {job['status']}"
-        + (f" → {job['fine_tuned_model']}" if job.get("fine_tuned_model") else "")
+        + (f" → {job['fine_tuned_model']}" if job.get("fine_tuned_model") else ""),
+        markup=False,
     )
     if job["status"] == "failed":
         raise typer.Exit(EXIT_FAILED)

@@ -7,9 +7,12 @@ running `python -m openrft.training.grpo`; `accelerate launch --cpu --num_proces
 used because it silently starts a single process on CPU. A config's `accelerate_config` (DeepSpeed
 or FSDP on GPUs) switches the launcher to `accelerate launch --config_file`.
 
-Exit codes (`exits.py`): 0 done (also when a budget paused the run), 1 a rank failed, 2 invalid
-input, 3 a resource missing here, 4 too many samples failed to grade, 75 paused because
-`RUN_DIR/PAUSE` asked it to (the service's worker does; `--resume` continues).
+Every reinforcement run starts with the pre-flight (`training/preflight.py`); `--preflight` runs
+only that and prints its report, `--force` trains even when it fails.
+
+Exit codes (`exits.py`): 0 done (also when a budget paused the run), 1 a rank failed or the
+pre-flight did, 2 invalid input, 3 a resource missing here, 4 too many samples failed to grade,
+75 paused because `RUN_DIR/PAUSE` asked it to (the service's worker does; `--resume` continues).
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ from openrft.cli.exits import EXIT_FAILED
 from openrft.cli.service_models import DatabaseUrlOption, DataDirOption, service_checkpoint
 from openrft.training.config import TrainingConfig
 from openrft.training.dialects import load_file
-from openrft.training.rundir import EXIT_PAUSED, paused_info
+from openrft.training.rundir import EXIT_PAUSED, PREFLIGHT, paused_info
 
-out = Console()
+out = Console(markup=False)  # paths and messages print as they are, never as Rich markup
 
 
 def train(
@@ -53,20 +56,32 @@ def train(
             "recognised from its keys."
         ),
     ] = None,
+    preflight: Annotated[
+        bool,
+        typer.Option(
+            "--preflight",
+            help="Run only the pre-flight (sample and grade a few prompts, report whether "
+            "the grader gives GRPO anything to learn from); exit 0 if it passes, 1 if not.",
+        ),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Train even when the pre-flight fails.")
+    ] = False,
 ) -> None:
     """Fine-tune a model with GRPO (or SFT) as CONFIG says."""
     started = time.perf_counter()
-    config = load_file(config_path, dialect)
+    config = _preflight_flags(load_file(config_path, dialect), preflight, force)
     if num_processes is not None:
         config = config.model_copy(update={"num_processes": num_processes})
     target = output_dir or _run_dir_of(resume) or _fresh_dir(config, config_path)
     out.print(f"output: {target}")
-    if config.num_processes > 1:
+    if config.num_processes > 1 and not config.preflight.only:
         _launch(config, target, resume)
     else:
-        from openrft.training.grpo import run
-
-        run(config, target, resume=resume, progress=True)
+        _run_here(config, target, resume)
+    if config.preflight.only:
+        out.print(f"pre-flight passed; report: {target / PREFLIGHT}")
+        return
     _summary(target)
     out.print(f"done in {time.perf_counter() - started:.0f} s")
     paused = paused_info(target)
@@ -95,6 +110,29 @@ def export(
         source = service_checkpoint(checkpoint, data_dir, database_url)
     merge_checkpoint(source, merge)
     out.print(f"merged model: {merge}")
+
+
+def _preflight_flags(config: TrainingConfig, only: bool, force: bool) -> TrainingConfig:
+    """The config with `--preflight` (`preflight.only`) and `--force` (`preflight.force`)."""
+    if not only and not force:
+        return config
+    changes: dict[str, bool] = {"force": True} if force else {}
+    if only:
+        changes |= {"only": True, "enabled": True}
+    settings = config.preflight.model_copy(update=changes)
+    return config.model_copy(update={"preflight": settings})
+
+
+def _run_here(config: TrainingConfig, target: Path, resume: Path | None) -> None:
+    """Train in this process; a failed pre-flight (its summary already printed) exits 1."""
+    from openrft.training.grpo import run
+    from openrft.training.preflight import PreflightError
+
+    try:
+        run(config, target, resume=resume, progress=True)
+    except PreflightError:
+        out.print(f"pre-flight failed; report: {target / PREFLIGHT}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
 
 
 def _run_dir_of(resume: Path | None) -> Path | None:
@@ -147,16 +185,21 @@ def _launch(config: TrainingConfig, target: Path, resume: Path | None) -> None:
 
 
 def _summary(target: Path) -> None:
-    from openrft.training.report import read_metrics
+    from openrft.training.report import outcome
+    from openrft.training.rundir import read_metrics
 
+    lines = read_metrics(target)
     valid = [
-        (line["step"], line["scores"]["valid_reward_mean"])
-        for line in read_metrics(target)
-        if line["scores"].get("valid_reward_mean") is not None
+        (line["step"], reward)
+        for line in lines
+        if (reward := line["scores"].get("valid_reward_mean")) is not None
     ]
     if len(valid) >= 2:
         (s0, v0), (s1, v1) = valid[0], valid[-1]
         out.print(f"valid reward: step {s0} {v0:.3f} → step {s1} {v1:.3f} ({v1 - v0:+.3f})")
+    said = outcome(lines, target)  # e.g. train up while valid down: likely reward hacking
+    if said:
+        out.print(said)
     if (target / "report.md").exists():
         out.print(f"report: {target / 'report.md'}")
     # keep a machine-readable pointer for scripts (the Makefile's demo target reads it)

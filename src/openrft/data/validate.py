@@ -2,8 +2,13 @@
 
 On top of the per-line checks of `rows.py` this checks across rows and against the job: the item
 fields the grader's templates need (`{{ item.reference_answer }}` in any grader of the tree,
-judge messages included), duplicate rows, and prompts longer than the model's context (when a
-tokenizer is given). Every problem is reported with its `file:line`, none stops the scan.
+judge messages included), and prompts longer than the model's context (when a tokenizer is
+given). Every problem is reported with its `file:line`, none stops the scan.
+
+Repeated rows are not problems: repeating a prompt is a legitimate way to weight it. They are
+counted (`DatasetReport.duplicates`) and summed up in one warning (`duplicate_warning`) that
+`openrft data validate`, training start (`load_dataset` logs it) and a job's `validating_files`
+step (a `warn` event) show.
 
 It does not grade, sample or load a model: a tokenizer, when wanted, is passed in (the CLI loads
 one with transformers).
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import statistics
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -24,6 +30,13 @@ from openrft.data.rows import LastRole, Row, parse_line, prompt_text, read_lines
 from openrft.errors import DatasetError, Problem, TemplateError
 from openrft.graders.spec import Grader, MultiGrader
 from openrft.graders.template import lookup, variables
+
+log = logging.getLogger(__name__)
+
+DUPLICATES_KEPT = 1000
+"""Repeated rows whose lines a report keeps (the rest are counted in `duplicate_rows`)."""
+DUPLICATES_SHOWN = 5
+"""Repeated rows the warning names by line."""
 
 
 @dataclass(frozen=True)
@@ -55,11 +68,47 @@ class DatasetReport:
     """Prompt length min/median/max; `None` when no row is valid."""
     item_fields: dict[str, int] = field(default_factory=dict)
     """How many rows have each top-level item field (everything besides `messages`/`tools`)."""
+    duplicate_rows: int = 0
+    """Rows that repeat an earlier row (same messages, tools and item fields)."""
+    duplicates: list[tuple[int, int]] = field(default_factory=list)
+    """`(line, line first seen at)` of the first `DUPLICATES_KEPT` repeated rows."""
 
     @property
     def ok(self) -> bool:
-        """True when the file has no problem at all."""
+        """True when the file has no problem at all (warnings do not count)."""
         return not self.problems
+
+    @property
+    def warnings(self) -> list[Problem]:
+        """What is allowed but worth a look (today: repeated rows), each at the file."""
+        warning = duplicate_warning(self)
+        return [Problem(self.path, warning)] if warning else []
+
+
+def duplicate_warning(report: DatasetReport) -> str | None:
+    """One sentence on the repeated rows, or None: `2 of 40 rows repeat an earlier row (line 4
+    repeats line 1, line 9 repeats line 1): …`."""
+    n = report.duplicate_rows
+    if not n:
+        return None
+    shown = report.duplicates[:DUPLICATES_SHOWN]
+    by_first: dict[int, list[int]] = {}
+    for line, first in shown:
+        by_first.setdefault(first, []).append(line)
+    parts = [
+        f"line {ls[0]} repeats line {first}"
+        if len(ls) == 1
+        else f"lines {', '.join(map(str, ls))} repeat line {first}"
+        for first, ls in by_first.items()
+    ]
+    more = n - len(shown)
+    lines = "; ".join(parts) + (f"; and {more} more" if more else "")
+    verb = "repeats" if n == 1 else "repeat"
+    return (
+        f"{n} of {report.rows} rows {verb} an earlier row ({lines}): repeated prompts weigh "
+        "more in training and may land in both the training and the validation split; remove "
+        "them if unintended"
+    )
 
 
 @dataclass(frozen=True)
@@ -183,7 +232,7 @@ def _scan(
                 row, problems = parse_line(line.text, line.number, last_role)
             if row is not None:
                 problems += missing_fields(row, needs)
-                problems += _duplicate(row, first_seen)
+                _duplicate(row, first_seen, report)
                 lengths.append(_length(row, tokenizer))
                 problems += _too_long(lengths[-1], limit)
                 fields.update(row.item.keys())
@@ -208,16 +257,16 @@ def _add(report: DatasetReport, problems: list[Problem], limit: int | None) -> N
     report.problems_omitted += len(problems) - min(room, len(problems))
 
 
-def _duplicate(row: Row, first_seen: dict[bytes, int]) -> list[str]:
+def _duplicate(row: Row, first_seen: dict[bytes, int], report: DatasetReport) -> None:
+    """Count `row` in `report` when it repeats an earlier row."""
     key = json.dumps([row.messages, row.tools, row.item], sort_keys=True, ensure_ascii=False)
     digest = hashlib.sha256(key.encode()).digest()[:16]  # 16 bytes a row, not a whole copy
     earlier = first_seen.setdefault(digest, row.line)
     if earlier == row.line:
-        return []
-    return [
-        f"duplicate of line {earlier} (same messages and item fields); remove one: a "
-        "duplicate weighs its prompt twice and can leak into the validation split"
-    ]
+        return
+    report.duplicate_rows += 1
+    if len(report.duplicates) < DUPLICATES_KEPT:
+        report.duplicates.append((row.line, earlier))
 
 
 def _length(row: Row, tokenizer: Any) -> int:
@@ -252,8 +301,11 @@ def load_dataset(
     path: str | Path, grader: Grader | None = None, last_role: LastRole = "user"
 ) -> list[Row]:
     """Read a chat-format JSONL file into rows; raise `DatasetError` listing every problem
-    (the same checks as `validate_dataset`, without a tokenizer)."""
+    (the same checks as `validate_dataset`, without a tokenizer). Warnings (repeated rows) are
+    logged on this module's logger, which prints to stderr unless logging is configured."""
     rows, report = _scan(Path(path), grader, None, None, last_role=last_role)
     if report.problems:
         raise DatasetError(report.problems, f"{path}: {len(report.problems)} problem(s)")
+    for warning in report.warnings:
+        log.warning("warning: %s", warning)  # `file: message`
     return rows

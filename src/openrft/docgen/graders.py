@@ -12,6 +12,7 @@ import sys
 from typing import get_args
 
 from openrft.docgen import field_table
+from openrft.graders import group_judge, python_grader, reward
 from openrft.graders.registry import REGISTRY, GraderType
 from openrft.graders.spec import (
     GRADER_TYPES,
@@ -48,9 +49,18 @@ def _table(model: type[SpecModel]) -> list[str]:
     return field_table(model, ALIASES)
 
 
+_GROUPS = {
+    "python": "a source defining `grade_group(samples, item)` scores a prompt's whole group",
+    "score_model": "with `group`, one judge call scores or ranks a prompt's whole group",
+    "multi": "a group-wise sub-grader gets each prompt's group; the formula combines per sample",
+}
+"""How each group-capable type (`GraderType.groups`) grades a group; see Group graders below."""
+
+
 def _graded_by(row: GraderType) -> str:
     calls_out = "; it waits on the network, so training grades it in a worker thread"
-    return f"Graded by `{row.module}`{calls_out if row.io_bound else ''}."
+    groups = f" Group-wise: {_GROUPS[row.name]}." if row.groups else ""
+    return f"Graded by `{row.module}`{calls_out if row.io_bound else ''}.{groups}"
 
 
 def render() -> str:
@@ -61,6 +71,10 @@ def render() -> str:
         model = GRADER_TYPES[row.name]
         out += [f"## `{row.name}` — {model.__name__}", "", inspect.getdoc(model) or "", ""]
         out += [_graded_by(row), "", *_table(model), ""]
+    out += ["## Graders as TRL reward functions, and group graders", ""]
+    out += [inspect.getdoc(reward) or "", ""]
+    out += ["### python `grade_group`", "", _section(python_grader, "**Group grading**"), ""]
+    out += ["### score_model `group`", "", inspect.getdoc(group_judge) or "", ""]
     out += ["## Shared parts", ""]
     for model in (ModelInput, SamplingParams, *get_args(get_args(ContentPart)[0])):
         out += [f"### {model.__name__}", "", inspect.getdoc(model) or "", "", *_table(model), ""]
@@ -68,6 +82,12 @@ def render() -> str:
 
     out += ["## SeekrFlow `reward_components`", "", inspect.getdoc(seekr) or "", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _section(module: object, start: str) -> str:
+    """The paragraph of `module`'s docstring that begins with `start`."""
+    doc = inspect.getdoc(module) or ""
+    return next(p for p in doc.split("\n\n") if p.startswith(start))
 
 
 if __name__ == "__main__":

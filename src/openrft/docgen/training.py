@@ -11,10 +11,38 @@ from pydantic import BaseModel
 
 from openrft.docgen import model_section
 from openrft.graders.spec import Grader
-from openrft.training.config import Budget, LoraSettings, SFTSettings, TrainingConfig
+from openrft.training.config import (
+    Budget,
+    LoraSettings,
+    PreflightSettings,
+    SFTSettings,
+    TrainingConfig,
+)
+from openrft.training.diagnosis import (
+    CollapseCheck,
+    DiagnosisSettings,
+    EntropyCheck,
+    ErrorRateCheck,
+    HackingCheck,
+    RateCheck,
+    StreakCheck,
+)
 from openrft.training.dialects import openai, seekrflow, service
 
-NATIVE: list[type[BaseModel]] = [TrainingConfig, LoraSettings, SFTSettings, Budget]
+NATIVE: list[type[BaseModel]] = [
+    TrainingConfig,
+    LoraSettings,
+    SFTSettings,
+    Budget,
+    PreflightSettings,
+    DiagnosisSettings,
+    HackingCheck,
+    EntropyCheck,
+    CollapseCheck,
+    StreakCheck,
+    ErrorRateCheck,
+    RateCheck,
+]
 OPENAI: list[type[BaseModel]] = [
     openai.OpenAIJob,
     openai.Method,

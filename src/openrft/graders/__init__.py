@@ -23,6 +23,8 @@ The package, by concern:
     judges.py, retry.py, outbound.py
                      calling out: where judges live, retries, which hosts a tenant may reach
     audit.py         reward-hacking probes run through the real graders
+    reward.py        a grader as a reward function: `grader(prompts, completions, **columns)`,
+                     `grader.as_fn()`, with each prompt's completions grouped for group graders
 
 (`docs/graders.md` is generated from the registry and the specs by `openrft.docgen.graders`.)
 """
@@ -40,7 +42,7 @@ import yaml
 
 from openrft.errors import Problem, SpecError
 from openrft.graders.context import GradeContext
-from openrft.graders.registry import grader_type
+from openrft.graders.registry import grader_type, is_group_wise
 from openrft.graders.result import GraderErrors, GradeResult, GradeResults
 from openrft.graders.sample import Item, Sample
 from openrft.graders.spec import Grader, parse_grader
@@ -55,11 +57,13 @@ __all__ = [
     "Sample",
     "grade",
     "grade_batch",
+    "is_group_wise",
     "load_grader",
     "load_grader_file",
 ]
 
-BatchGrader = Callable[[Any, Sequence[Sample], Sequence[Item], GradeContext], Sequence[GradeResult]]
+BatchGrader = Callable[..., Sequence[GradeResult]]
+"""`grade_batch(spec, samples, items, context[, groups=sizes])` of a grader module."""
 
 
 def _batch_grader(kind: str) -> BatchGrader:
@@ -71,23 +75,44 @@ def _as_sample(sample: Sample | str) -> Sample:
     return sample if isinstance(sample, Sample) else Sample.from_text(sample)
 
 
+def check_groups(groups: Sequence[int] | None, n: int) -> list[int]:
+    """`groups` (sizes of consecutive groups) checked against a batch of `n`; None: every
+    sample is a group of its own."""
+    if groups is None:
+        return [1] * n
+    sizes = list(groups)
+    if any(not isinstance(size, int) or size < 1 for size in sizes) or sum(sizes) != n:
+        raise ValueError(
+            f"groups {sizes[:20]} must be positive sizes summing to the {n} samples, "
+            "one per consecutive group of completions for the same prompt"
+        )
+    return sizes
+
+
 def grade_batch(
     spec: Grader,
     samples: Sequence[Sample | str],
     items: Sequence[Item],
     context: GradeContext | None = None,
+    groups: Sequence[int] | None = None,
 ) -> GradeResults:
     """Grade `samples[i]` against `items[i]` for every i; one result per sample, never raises
     for a bad sample (its failure is flagged in the result). `.rewards` reads the rewards
-    without building the per-sample result objects."""
+    without building the per-sample result objects.
+
+    `groups` are the sizes of the batch's consecutive groups (the completions sampled for one
+    prompt, which share its item); only group-wise graders (`registry.is_group_wise`) read
+    them. None: every sample is a group of one."""
     if len(samples) != len(items):
         raise ValueError(f"{len(samples)} samples but {len(items)} items; pass one item per sample")
+    sizes = check_groups(groups, len(samples))
     if not samples:
         return GradeResults.of([])
     started = perf_counter()
+    extra = {"groups": sizes} if grader_type(spec.type).groups else {}
     results = GradeResults.of(
         _batch_grader(spec.type)(
-            spec, [_as_sample(s) for s in samples], items, context or GradeContext()
+            spec, [_as_sample(s) for s in samples], items, context or GradeContext(), **extra
         )
     )
     results.set_execution_time((perf_counter() - started) / len(results))

@@ -68,30 +68,53 @@ _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 
 
 def grade_batch(
-    spec: ModelGrader, samples: Sequence[Sample], items: Sequence[Item], context: GradeContext
+    spec: ModelGrader,
+    samples: Sequence[Sample],
+    items: Sequence[Item],
+    context: GradeContext,
+    groups: Sequence[int] | None = None,
 ) -> list[GradeResult]:
-    """Grade every sample with one judge call each, concurrently; callable from any thread."""
-    return run_sync(lambda: grade_batch_async(spec, samples, items, context))
+    """Grade every sample with one judge call each (a `score_model` with `group`: one call per
+    group of `groups`), concurrently; callable from any thread."""
+    return run_sync(lambda: grade_batch_async(spec, samples, items, context, groups))
 
 
 async def grade_batch_async(
-    spec: ModelGrader, samples: Sequence[Sample], items: Sequence[Item], context: GradeContext
+    spec: ModelGrader,
+    samples: Sequence[Sample],
+    items: Sequence[Item],
+    context: GradeContext,
+    groups: Sequence[int] | None = None,
 ) -> list[GradeResult]:
     """The same as `grade_batch`, for callers that already run an event loop."""
+    if isinstance(spec, ScoreModelGrader) and spec.group is not None:
+        from openrft.graders import group_judge
+
+        return await group_judge.grade_groups(spec, samples, items, context, groups)
     try:
-        judge = resolve_judge(spec.model, context.judges)
-        api_key = judge.api_key()
+        judge, client, gate = open_judge(spec, context)
     except ConfigError as exc:
         return [GradeResult.failed(spec.name, spec.type, SERVER_ERROR, str(exc)) for _ in samples]
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    limits = httpx.Limits(max_connections=judge.concurrency)
-    gate = asyncio.Semaphore(judge.concurrency)
-    async with httpx.AsyncClient(timeout=judge.timeout, limits=limits, headers=headers) as client:
+    async with client:
         calls = [
             _grade_one(spec, sample, item, judge, client, gate, context.outbound)
             for sample, item in zip(samples, items, strict=True)
         ]
         return list(await asyncio.gather(*calls))
+
+
+def open_judge(
+    spec: ModelGrader, context: GradeContext
+) -> tuple[JudgeConfig, httpx.AsyncClient, asyncio.Semaphore]:
+    """The judge `spec.model` names, an HTTP client for it (its key, timeout and connection
+    limit; close it with `async with`) and the semaphore that keeps calls within its
+    concurrency. Raises `ConfigError` for an unknown judge or a missing key."""
+    judge = resolve_judge(spec.model, context.judges)
+    api_key = judge.api_key()
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    limits = httpx.Limits(max_connections=judge.concurrency)
+    client = httpx.AsyncClient(timeout=judge.timeout, limits=limits, headers=headers)
+    return judge, client, asyncio.Semaphore(judge.concurrency)
 
 
 async def _grade_one(
@@ -104,10 +127,10 @@ async def _grade_one(
     outbound: OutboundPolicy | None = None,
 ) -> GradeResult:
     try:
-        messages = [_message(m, sample.namespace(), item) for m in spec.input]
+        messages = [message_of(m, sample.namespace(), item) for m in spec.input]
     except TemplateError as exc:
         return GradeResult.failed(spec.name, spec.type, "invalid_variable_error", str(exc))
-    refused = await _refused_image(messages, outbound) if outbound is not None else None
+    refused = await refused_image(messages, outbound) if outbound is not None else None
     if refused is not None:
         return GradeResult.failed(spec.name, spec.type, "other_error", refused)
     policy = RetryPolicy(judge.max_retries, judge.backoff, judge.max_backoff)
@@ -117,7 +140,7 @@ async def _grade_one(
     return interpret(spec, outcome)
 
 
-def _message(message: ModelInput, sample: dict[str, Any], item: Item) -> dict[str, Any]:
+def message_of(message: ModelInput, sample: dict[str, Any], item: Item) -> dict[str, Any]:
     # Not every OpenAI-compatible server knows `developer`; OpenAI treats it as `system` anyway.
     role = "system" if message.role == "developer" else message.role
     content = message.content
@@ -139,7 +162,7 @@ def _part(part: ContentPart, sample: dict[str, Any], item: Item) -> dict[str, An
     return {"type": "text", "text": render(part.text, sample, item)}
 
 
-async def _refused_image(messages: list[dict[str, Any]], policy: OutboundPolicy) -> str | None:
+async def refused_image(messages: list[dict[str, Any]], policy: OutboundPolicy) -> str | None:
     """Why an `image_url` the judge would fetch points where the tenant may not reach, if it
     does (a judge that fetches URLs would otherwise fetch internal ones for the tenant). A check
     of the name, not a pinned connection: the judge resolves it again."""
@@ -199,6 +222,19 @@ def request_body(
 
 def interpret(spec: ModelGrader, outcome: Attempted) -> GradeResult:
     """Turn the judge's HTTP outcome into a grade (flags on failure, usage whenever known)."""
+    reply = read_reply(spec, outcome)
+    if isinstance(reply, GradeResult):
+        return reply
+    payload, message, text = reply
+    result = _judged(spec, message.get("refusal"), text)
+    record_usage(result, spec.model, payload.get("usage"), payload.get("model"))
+    return result
+
+
+def read_reply(
+    spec: ModelGrader, outcome: Attempted
+) -> tuple[dict[str, Any], dict[str, Any], str | None] | GradeResult:
+    """The judge's `(payload, message, text)`, or the failed grade saying why there is none."""
     response = outcome.response
     if outcome.error is not None or response is None:
         return GradeResult.failed(spec.name, spec.type, SERVER_ERROR, outcome.error)
@@ -213,9 +249,7 @@ def interpret(spec: ModelGrader, outcome: Attempted) -> GradeResult:
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         details = f"not a chat completion response: {response.text.strip()[:300]}"
         return GradeResult.failed(spec.name, spec.type, SERVER_ERROR, details)
-    result = _judged(spec, message.get("refusal"), text)
-    _record_usage(result, spec.model, payload.get("usage"), payload.get("model"))
-    return result
+    return payload, message, text
 
 
 def _judged(spec: ModelGrader, refusal: Any, text: str | None) -> GradeResult:
@@ -308,7 +342,7 @@ def _text_of(content: Any) -> str | None:
     raise TypeError(f"unexpected message content {content!r}")
 
 
-def _record_usage(result: GradeResult, model: str, usage: Any, served: Any) -> None:
+def record_usage(result: GradeResult, model: str, usage: Any, served: Any) -> None:
     result.metadata.sampled_model_name = served if isinstance(served, str) else model
     if not isinstance(usage, dict):
         return

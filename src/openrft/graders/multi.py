@@ -5,6 +5,10 @@ A sub-grader's error flags carry up to the multi result; a formula that fails to
 sample (say `log(0)`) scores that sample 0 with `formula_parse_error`. With `invalid_grade` set,
 every failed sample (a sub-grader's flag or the formula's) scores `invalid_grade` instead, flags
 kept. `pass_threshold` adds `passed` to `metadata.scores`, judged on the final reward.
+
+A group-wise sub-grader (python `grade_group`, score_model `group`) gets the batch's `groups`
+and contributes per-sample values computed group by group; the formula still combines them one
+sample at a time, so `0.5 * rank + 0.5 * correct` mixes a relative and an absolute reward.
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ def grade_batch(
     samples: Sequence[Sample],
     items: Sequence[Item],
     context: GradeContext,
+    groups: Sequence[int] | None = None,
 ) -> GradeResults:
     from openrft.graders import grade_batch as dispatch
 
     formula = parse(spec.calculate_output, set(spec.graders))
     by_grader = {
-        key: dispatch(sub, samples, items, context=context) for key, sub in spec.graders.items()
+        key: dispatch(sub, samples, items, context=context, groups=groups)
+        for key, sub in spec.graders.items()
     }
 
     def combine(i: int) -> GradeResult:
@@ -57,8 +63,8 @@ def grade_batch(
 def _combine(spec: MultiGrader, formula: Any, parts: dict[str, GradeResult]) -> GradeResult:
     errors = GraderErrors()
     usage: dict[str, Any] = {}
-    for part in parts.values():
-        errors.merge(part.errors)
+    for key, part in parts.items():
+        errors.merge(_named_details(part.errors, key))
         for model, tokens in part.model_grader_token_usage_per_model.items():
             usage[model] = _add_usage(usage.get(model), tokens)
     rewards = {key: part.reward for key, part in parts.items()}
@@ -80,6 +86,16 @@ def _combine(spec: MultiGrader, formula: Any, parts: dict[str, GradeResult]) -> 
             errors=errors,
         ),
     )
+
+
+def _named_details(errors: GraderErrors, key: str) -> GraderErrors:
+    """`errors` with each detail text saying which sub-grader it comes from ("grader `fmt`:
+    Traceback ..."), so that a multi's error names the grader that failed."""
+    named = errors.model_copy()
+    for field, value in errors.__dict__.items():
+        if field.endswith("_details") and isinstance(value, str) and value:
+            setattr(named, field, f"grader `{key}`: {value}")
+    return named
 
 
 def _reward(

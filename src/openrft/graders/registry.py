@@ -3,7 +3,8 @@ whether grading it waits on the network.
 
 Everything else that lists grader types reads these rows: `spec.py` builds the `Grader` union
 and `GRADER_TYPES` from them, `graders.grade_batch` dispatches through them, training asks
-`is_io_bound` whether a tree needs async reward functions, and `openrft.docgen.graders`
+`is_io_bound` whether a tree needs async reward functions (and `is_group_wise` whether it
+needs each prompt's completions together), and `openrft.docgen.graders`
 documents each row. Adding a grader type is one row here, its spec model in `spec.py` and its
 module; `tests/graders/test_registry.py` fails when any of the three is missing.
 
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from openrft.graders.spec import Grader
 
-__all__ = ["REGISTRY", "GraderType", "grader_type", "is_io_bound"]
+__all__ = ["REGISTRY", "GraderType", "grader_type", "is_group_wise", "is_io_bound"]
 
 
 @dataclass(frozen=True)
@@ -36,16 +37,26 @@ class GraderType:
     io_bound: bool = False
     """Grading waits on the network (a judge model, the user's endpoint). Training then grades
     in a worker thread behind async reward functions, so a slow call never blocks a step."""
+    groups: bool = False
+    """Its spec may ask to grade a prompt's whole group of completions at once (python
+    `grade_group`, score_model `group`, a `multi` holding either): its `grade_batch` then takes
+    `groups=`, the sizes of the consecutive groups in the batch."""
 
 
 REGISTRY: tuple[GraderType, ...] = (
     GraderType("string_check", "StringCheckGrader", "openrft.graders.string_check"),
     GraderType("text_similarity", "TextSimilarityGrader", "openrft.graders.text_similarity"),
-    GraderType("score_model", "ScoreModelGrader", "openrft.graders.model_grader", io_bound=True),
+    GraderType(
+        "score_model",
+        "ScoreModelGrader",
+        "openrft.graders.model_grader",
+        io_bound=True,
+        groups=True,
+    ),
     GraderType("label_model", "LabelModelGrader", "openrft.graders.model_grader", io_bound=True),
-    GraderType("python", "PythonGrader", "openrft.graders.python_grader"),
+    GraderType("python", "PythonGrader", "openrft.graders.python_grader", groups=True),
     GraderType("endpoint", "EndpointGrader", "openrft.graders.endpoint", io_bound=True),
-    GraderType("multi", "MultiGrader", "openrft.graders.multi"),
+    GraderType("multi", "MultiGrader", "openrft.graders.multi", groups=True),
     GraderType("format_check", "FormatCheckGrader", "openrft.graders.format_check"),
     GraderType("math_accuracy", "MathAccuracyGrader", "openrft.graders.math_accuracy"),
 )
@@ -68,3 +79,15 @@ def is_io_bound(grader: Grader) -> bool:
     if isinstance(grader, MultiGrader):
         return any(is_io_bound(sub) for sub in grader.graders.values())
     return grader_type(grader.type).io_bound
+
+
+def is_group_wise(grader: Grader) -> bool:
+    """Whether `grader` scores a sample against the rest of its group: a python grader whose
+    source defines `grade_group`, a `score_model` with `group`, or a `multi` holding either."""
+    from openrft.graders.spec import MultiGrader, PythonGrader, ScoreModelGrader
+
+    if isinstance(grader, MultiGrader):
+        return any(is_group_wise(sub) for sub in grader.graders.values())
+    if isinstance(grader, PythonGrader):
+        return grader.grades_groups
+    return isinstance(grader, ScoreModelGrader) and grader.group is not None

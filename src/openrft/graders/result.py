@@ -78,6 +78,8 @@ class GraderErrors(BaseModel):
     python_grader_server_error: bool = False
     python_grader_server_error_type: str | None = None
     sample_parse_error: bool = False
+    sample_parse_error_details: str | None = None
+    """OpenRFT extension: why the sample could not be parsed (e.g. not `response_format` JSON)."""
     truncated_observation_error: bool = False
     unresponsive_reward_error: bool = False
     unresponsive_reward_error_details: str | None = None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import ast
 import functools
 import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 from urllib.parse import urlparse
 
@@ -50,6 +50,31 @@ class SpecModel(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
 
 
+class GraderModel(SpecModel):
+    """Base of every grader spec: a grader is also a reward function for TRL users.
+
+    `grader(prompts, completions, **columns)` returns one float per completion (TRL's
+    `reward_funcs` signature; columns such as `reference_answer` become each completion's
+    `item`), `grader.as_fn()` a picklable plain function doing the same, and `__name__` is the
+    grader's `name` (TRL logs `rewards/<name>/mean`). The work is `graders/reward.py`'s."""
+
+    @property
+    def __name__(self) -> str:
+        return str(getattr(self, "name", type(self).__name__))
+
+    def __call__(self, prompts: Any = None, completions: Any = None, **columns: Any) -> list[float]:
+        from openrft.graders.reward import rewards
+
+        return rewards(self, prompts, completions, columns)  # type: ignore[arg-type]
+
+    def as_fn(self, group_size: int | None = None) -> Callable[..., list[float]]:
+        """This grader as a plain picklable function (`functools.partial` of a module-level
+        function over the spec's JSON); `group_size` as in `reward.group_sizes`."""
+        from openrft.graders.reward import as_fn
+
+        return as_fn(self, group_size=group_size)  # type: ignore[arg-type]
+
+
 def _check_templates(value: str) -> str:
     bad = template.malformed(value)
     if bad:
@@ -60,7 +85,7 @@ def _check_templates(value: str) -> str:
     return value
 
 
-class StringCheckGrader(SpecModel):
+class StringCheckGrader(GraderModel):
     """Compares two strings; reward 1 when the check passes, else 0."""
 
     type: Literal["string_check"] = "string_check"
@@ -99,7 +124,7 @@ TextMetric: TypeAlias = Literal[
 ]
 
 
-class TextSimilarityGrader(SpecModel):
+class TextSimilarityGrader(GraderModel):
     """Scores how similar two texts are, in [0, 1]."""
 
     type: Literal["text_similarity"] = "text_similarity"
@@ -190,7 +215,7 @@ class SamplingParams(SpecModel):
         return data
 
 
-class ScoreModelGrader(SpecModel):
+class ScoreModelGrader(GraderModel):
     """Asks a judge model for a numeric score (`{result, steps}` structured output)."""
 
     type: Literal["score_model"] = "score_model"
@@ -208,6 +233,14 @@ class ScoreModelGrader(SpecModel):
     """Passed through to the judge."""
     pass_threshold: float | None = None
     """Score at or above which the sample counts as passing."""
+    group: Literal["score", "rank"] | None = None
+    """OpenRFT extension: judge a prompt's whole group of completions in one call. The judge
+    gets `input` (rendered with `item` only: it may not use `{{ sample.… }}`), then one user
+    message listing the completions as `<completion i>…</completion i>`, and answers
+    `{steps, result}` with `result` a list: `score`, one score per completion (clamped to
+    `range`); `rank`, the completion numbers best first (best scores `range`'s max, worst its
+    min, evenly between). A group of one is asked for a score in either mode. Absent: one call
+    per sample, as in OpenAI."""
 
     @field_validator("range")
     @classmethod
@@ -216,8 +249,35 @@ class ScoreModelGrader(SpecModel):
             raise ValueError("range must be two numbers [min, max] with min < max, e.g. [0, 1]")
         return value
 
+    @model_validator(mode="after")
+    def _group_input(self) -> ScoreModelGrader:
+        if self.group is None:
+            return self
+        for i, message in enumerate(self.input):
+            for text in _texts(message.content):
+                if any(namespace == "sample" for namespace, _ in template.variables(text)):
+                    raise ValueError(
+                        f"input[{i}] uses {{{{ sample.… }}}}, but a `group` judge sees every "
+                        "completion at once (they are appended after `input`): use only "
+                        "{{ item.… }} there, or drop `group` to judge each sample alone"
+                    )
+        return self
 
-class LabelModelGrader(SpecModel):
+
+def _texts(content: str | ContentPart | list[ContentPart]) -> list[str]:
+    """The template-bearing strings of a message's content."""
+    parts = content if isinstance(content, list) else [content]
+    return [
+        part
+        if isinstance(part, str)
+        else part.image_url
+        if isinstance(part, InputImage)
+        else part.text
+        for part in parts
+    ]
+
+
+class LabelModelGrader(GraderModel):
     """Asks a judge model to pick a label; reward 1 when the label is a passing one."""
 
     type: Literal["label_model"] = "label_model"
@@ -244,8 +304,9 @@ class LabelModelGrader(SpecModel):
         return self
 
 
-class PythonGrader(SpecModel):
-    """Runs the user's `def grade(sample, item) -> float` in the sandbox."""
+class PythonGrader(GraderModel):
+    """Runs the user's `def grade(sample, item) -> float` in the sandbox (or, OpenRFT extension,
+    `def grade_group(samples, item) -> list[float]`, which scores a prompt's whole group)."""
 
     type: Literal["python"] = "python"
     """Always `python`."""
@@ -253,7 +314,10 @@ class PythonGrader(SpecModel):
     """Metric key for this grader. Optional, as in OpenAI: it defaults to the `type`, and inside a
     `multi`'s `graders` dict to the grader's key there."""
     source: str
-    """Python source defining `grade(sample: dict, item: dict) -> float` (at most 256 KB)."""
+    """Python source defining `grade(sample: dict, item: dict) -> float`, or
+    `grade_group(samples: list[dict], item: dict) -> list[float]` (one score per sample, in
+    order; the group's samples share one prompt and item), or both: then a group of one is
+    scored by `grade` (validation samples one completion per row). At most 256 KB."""
     image_tag: str | None = None
     """Accepted for OpenAI compatibility; OpenRFT runs one runtime (`openrft[grader-runtime]`)."""
     pass_threshold: float | None = None
@@ -269,16 +333,46 @@ class PythonGrader(SpecModel):
             tree = ast.parse(value)
         except SyntaxError as exc:
             raise ValueError(f"source does not parse: line {exc.lineno}: {exc.msg}") from None
-        for node in tree.body:
-            if isinstance(node, ast.FunctionDef) and node.name == "grade":
-                n_args = len(node.args.posonlyargs) + len(node.args.args)
-                if n_args < 2 and node.args.vararg is None:
-                    raise ValueError("`grade` must take two arguments: def grade(sample, item)")
-                return value
-        raise ValueError("source must define a top-level `def grade(sample, item) -> float`")
+        found = {
+            node.name: node
+            for node in tree.body
+            if isinstance(node, ast.FunctionDef) and node.name in ("grade", "grade_group")
+        }
+        if not found:
+            raise ValueError(
+                "source must define a top-level `def grade(sample, item) -> float` (or "
+                "`def grade_group(samples, item) -> list[float]` to score a whole group)"
+            )
+        for name, node in found.items():
+            n_args = len(node.args.posonlyargs) + len(node.args.args)
+            if n_args < 2 and node.args.vararg is None:
+                first = "samples" if name == "grade_group" else "sample"
+                raise ValueError(
+                    f"`{name}` must take two arguments: def {name}({first}, item) "
+                    f"(line {node.lineno})"
+                )
+        return value
+
+    @property
+    def grades_groups(self) -> bool:
+        """Whether the source defines `grade_group`: the grader then scores whole groups."""
+        return "grade_group" in defined_functions(self.source)
+
+    @property
+    def grades_samples(self) -> bool:
+        """Whether the source defines `grade`."""
+        return "grade" in defined_functions(self.source)
 
 
-class EndpointGrader(SpecModel):
+@functools.lru_cache(maxsize=256)
+def defined_functions(source: str) -> frozenset[str]:
+    """The names of the top-level functions `source` defines (it parses: it was validated)."""
+    return frozenset(
+        node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)
+    )
+
+
+class EndpointGrader(GraderModel):
     """POSTs `{sample, item, trace_id}` to your HTTP endpoint, which answers `{"score": float}`."""
 
     type: Literal["endpoint"] = "endpoint"
@@ -312,7 +406,7 @@ class EndpointGrader(SpecModel):
         return value
 
 
-class FormatCheckGrader(SpecModel):
+class FormatCheckGrader(GraderModel):
     """SeekrFlow's format reward: 1 when the output is `<think>…</think><answer>…</answer>`."""
 
     type: Literal["format_check"] = "format_check"
@@ -326,7 +420,7 @@ class FormatCheckGrader(SpecModel):
     _templates = field_validator("input")(_check_templates)
 
 
-class MathAccuracyGrader(SpecModel):
+class MathAccuracyGrader(GraderModel):
     """SeekrFlow's math grader: 1 when the answer is mathematically equal to the reference."""
 
     type: Literal["math_accuracy"] = "math_accuracy"
@@ -342,7 +436,7 @@ class MathAccuracyGrader(SpecModel):
     _templates = field_validator("input", "reference")(_check_templates)
 
 
-class MultiGrader(SpecModel):
+class MultiGrader(GraderModel):
     """Runs several graders and combines their rewards with `calculate_output`."""
 
     type: Literal["multi"] = "multi"

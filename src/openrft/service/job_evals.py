@@ -21,8 +21,9 @@ the completion as the sample, and the reward training computed as the criterion'
 so a restarted worker re-reading the run dir adds nothing twice.
 
 It does not import evaluations of jobs that ran before this existed, nor re-import a step a
-resumed run evaluated again (the first import stays). Training records no token counts per
-evaluation sample, so these runs' `per_model_usage` is empty. Deleting a job's eval unlinks
+resumed run evaluated again (the first import stays). `per_model_usage` counts the prompt and
+completion tokens training recorded per evaluation sample (zeros for runs from before it
+recorded them). Deleting a job's eval unlinks
 it from the job; a running job stops importing, and one claimed again (resumed) gets a new eval
 holding all its evaluations. Nothing here runs a model or a grader.
 """
@@ -225,13 +226,22 @@ def _output_sample(
         "output": [{"role": "assistant", "content": str(sample.get("completion") or "")}],
         "model": model,
         "finish_reason": None,
-        "usage": dict.fromkeys(USAGE_KEYS, 0),
+        "usage": _usage(sample),
         "error": None,
         "temperature": params["temperature"],
         "top_p": None,
         "seed": params["seed"],
         "max_completion_tokens": params["max_completion_tokens"],
     }
+
+
+def _usage(sample: EvalSample) -> dict[str, int]:
+    """OpenAI's usage of one evaluation sample (zeros from runs that did not count tokens)."""
+    usage = dict.fromkeys(USAGE_KEYS, 0)
+    usage["prompt_tokens"] = int(sample.get("prompt_tokens") or 0)
+    usage["completion_tokens"] = int(sample.get("completion_tokens") or 0)
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    return usage
 
 
 def step_run(
@@ -282,7 +292,6 @@ def step_run(
         "job_step": step,
         "error": None,
         **tally.values(),
-        "per_model_usage": [],  # training counts no tokens per evaluation sample
     }
     return run, items
 

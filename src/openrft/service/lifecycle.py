@@ -102,7 +102,11 @@ def _over(where: str, value: int, limit: int) -> Problem:
     return Problem(where, f"is {value}, over this project's limit of {limit}; lower it")
 
 
-def _dataset_error(config: TrainingConfig, limits: Quota) -> dict[str, Any] | None:
+def _dataset_error(
+    config: TrainingConfig, limits: Quota, warnings: list[str] | None = None
+) -> dict[str, Any] | None:
+    """The job's `error` when a file has problems, else None; the files' warnings (repeated
+    rows) are appended to `warnings` as `param: message`."""
     # supervised rows end with the assistant's answer (OpenAI's SFT format), prompts with the
     # user's turn; a `completion` template writes the answer for rows that have none
     warmup = config.sft_warmup
@@ -117,6 +121,8 @@ def _dataset_error(config: TrainingConfig, limits: Quota) -> dict[str, Any] | No
         report = validate_dataset(
             path, grader=grader, max_problems=MAX_PROBLEMS_KEPT, last_role=last_role
         )
+        if warnings is not None:
+            warnings += [f"{param}: {w.message}" for w in report.warnings]
         if report.problems:
             shown = report.problems[:MAX_PROBLEMS_IN_ERROR]
             text = "; ".join(f"{p.where.rsplit('/', 1)[-1]}: {p.message}" for p in shown)
@@ -151,9 +157,12 @@ def validate_job_files(
         return
     if config is None:
         config = load(row["config"], dialect="native")
-    error = _dataset_error(config, quota(store, settings, row["project"]))
+    warnings: list[str] = []
+    error = _dataset_error(config, quota(store, settings, row["project"]), warnings)
     if error is None:
         if store.set_job(job_id, where={"status": "validating_files"}, status="queued"):
+            for warning in warnings:  # e.g. repeated rows: allowed, but worth a look
+                store.log(job_id, warning, "warn")
             store.log(job_id, "Files validated; job queued")
         return
     _fail(store, job_id, error)

@@ -4,6 +4,8 @@ run directory's contract, `training/rundir.py`).
 - `metrics.jsonl` → `type: "metrics"` events keyed by step (the run writes one line per step,
   step 0 being the baseline evaluation), so a resumed run that repeats steps its crashed
   predecessor already logged adds nothing twice and leaves no gap;
+- each line's `events` (a live diagnosis, the validation carve-out) → one message event each,
+  level `warn` or `info`, with the step and the evidence in `data` (`run_events`);
 - `checkpoints/checkpoint-*/openrft_checkpoint.json` → checkpoint rows mirroring what is on disk.
 
 Files are appended whole lines at a time; a partial last line is left for the next read.
@@ -23,7 +25,11 @@ from openrft.training.rundir import (
     MetricsLine,
     parse_metrics_line,
     read_checkpoint_info,
+    run_event_key,
 )
+
+RUN_EVENT_SOURCE = "run-event"
+"""The `source` of the events a run reports in its metrics lines (`run_events`)."""
 
 
 @dataclass
@@ -93,6 +99,32 @@ def metrics_event(number: int, text: str) -> dict[str, Any]:
     }
 
 
+def run_events(line: MetricsLine) -> list[dict[str, Any]]:
+    """The message events of a metrics line's `events`: each keyed by its step and code (a
+    resumed run repeating a step adds nothing twice), `data` holding `step`, `code`, `action`
+    and the evidence (the dashboard marks the step on its charts)."""
+    rows = []
+    for event in line.get("events") or []:
+        if not isinstance(event, dict) or not isinstance(event.get("message"), str):
+            continue
+        step = event.get("step") if isinstance(event.get("step"), int) else line["step"]
+        code = str(event.get("code") or "")
+        data = {**(event.get("data") or {}), "step": step, "code": code}
+        if event.get("action"):
+            data["action"] = event["action"]
+        rows.append(
+            {
+                "level": "warn" if event.get("level") == "warn" else "info",
+                "message": event["message"],
+                "type": "message",
+                "data": data,
+                "source": RUN_EVENT_SOURCE,
+                "key": run_event_key(step, code),
+            }
+        )
+    return rows
+
+
 def checkpoint_dirs(jobdir: Path) -> list[Path]:
     """Checkpoint directories: `JOBDIR/checkpoints/*` and TRL's `JOBDIR/checkpoint-*`."""
     found = [p for p in (jobdir / CHECKPOINTS).glob("*") if p.is_dir()]
@@ -104,7 +136,8 @@ def read_checkpoints(
     jobdir: Path, scores: dict[int, dict[str, Any]], model_name: str
 ) -> list[dict[str, Any]]:
     """Rows for every complete checkpoint (one whose info file is written), with its metrics
-    (`step`, `train_reward_mean`, `valid_reward_mean`, and `train_loss` when known)."""
+    (`step`, `train_reward_mean`, `valid_reward_mean`, `train_loss`, and OpenAI's
+    `train_reasoning_tokens_mean` / `valid_reasoning_tokens_mean`, when known)."""
     rows = []
     for directory in checkpoint_dirs(jobdir):
         info = read_checkpoint_info(directory)
@@ -117,6 +150,8 @@ def read_checkpoints(
             "train_reward_mean": info.get("train_reward_mean", known.get("train_reward_mean")),
             "valid_reward_mean": info.get("valid_reward_mean", known.get("valid_reward_mean")),
             "train_loss": known.get("loss"),
+            "train_reasoning_tokens_mean": known.get("train_reasoning_tokens_mean"),
+            "valid_reasoning_tokens_mean": known.get("valid_reasoning_tokens_mean"),
         }
         rows.append(
             {
@@ -137,4 +172,8 @@ def step_scores(event: dict[str, Any]) -> dict[str, Any]:
     trl = data.get("trl") or {}
     if "loss" in trl:
         scores["loss"] = trl["loss"]
+    usage = data.get("usage") or {}
+    for key in ("train_reasoning_tokens_mean", "valid_reasoning_tokens_mean"):
+        if usage.get(key) is not None:
+            scores[key] = usage[key]
     return scores

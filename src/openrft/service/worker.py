@@ -11,6 +11,10 @@ grace period. Exit 0 is `succeeded` (or `paused`, when `paused.json` says the bu
 and the setting at fault), or `training_failed` and the tail of stderr when it wrote none (it
 was killed, or crashed too hard to write one).
 
+The training's pre-flight report (`preflight.json`) becomes one event (source `preflight`, the
+report as `data.preflight`; level `error` when it failed, the job then fails `preflight_failed`);
+a `preflight.only` job succeeds with that report as its result file and no model.
+
 Every worker also re-queues running jobs whose worker died: at once when that worker was a
 process on this host that is gone (e.g. `kill -9`), else once its heartbeat is `stale_seconds`
 old; a dead attempt's training still running here is killed first. Training cannot outlive
@@ -76,17 +80,21 @@ from openrft.training.rundir import (
     FAILED,
     METRICS,
     PAUSE_REQUEST,
+    PREFLIGHT,
     PausedInfo,
     clear_error,
     parse_metrics_line,
     paused_info,
     read_error,
+    read_preflight,
 )
 
 STDOUT_LOG = "stdout.log"
 STDERR_LOG = "stderr.log"
 """The training's output, appended over its attempts, in the job dir."""
 STDERR_TAIL = 4096
+PREFLIGHT_KEY = ("preflight", 0)
+"""The `(source, key)` of the pre-flight's event (one per job)."""
 STORE_BACKOFF = (0.5, 30.0)
 """First and longest wait (seconds) before retrying after a store error."""
 T = TypeVar("T")
@@ -431,13 +439,20 @@ class JobWorker:
 
     def _read_progress(self, run: Run) -> None:
         for row in (progress.metrics_event(n, t) for n, t in run.metrics.read()):
+            said = []  # a diagnosis, the validation carve-out: events of their own
             if row["type"] == "metrics":
                 run.scores[row["key"]] = progress.step_scores(row)
                 self._estimate(run, row["data"])
                 self._note_evaluation(run, row["data"])
-            if (row["source"], row["key"]) not in run.seen:
-                run.seen.add((row["source"], row["key"]))
-                run.pending.append(row)
+                said = progress.run_events(row["data"])
+            for event in [row, *said]:
+                if (event["source"], event["key"]) not in run.seen:
+                    run.seen.add((event["source"], event["key"]))
+                    run.pending.append(event)
+        found = None if PREFLIGHT_KEY in run.seen else read_preflight(run.jobdir)
+        if found is not None:  # the pre-flight's verdict, once, passed or not
+            run.seen.add(PREFLIGHT_KEY)
+            run.pending.append(_preflight_event(found))
 
     def _note_evaluation(self, run: Run, line: dict[str, Any]) -> None:
         step = line["step"]
@@ -483,7 +498,14 @@ class JobWorker:
         elif code == EXIT_DONE and pause is not None:
             # the run stopped at its budget: paused (with why), not finished; resume continues
             done |= {"status": "paused"}
-            notes.append(_note(_budget_message(run.job["config"], pause["step"]), pause=pause))
+            said = pause.get("message") if pause["reason"] == "diagnosis" else None
+            message = said or _budget_message(run.job["config"], pause["step"])
+            notes.append(_note(message, "warn" if said else "info", pause=pause))
+        elif code == EXIT_DONE and _preflight_only(run.job["config"]):
+            if run.result_files is None:  # `preflight.only`: its report is the result
+                run.result_files = self._result_files(run, PREFLIGHT)
+            done |= {"status": "succeeded", "finished_at": now(), "result_files": run.result_files}
+            notes.append(_note("Pre-flight finished; no model was trained (`preflight.only`)"))
         elif code == EXIT_DONE:
             model = fine_tuned_model_name(run.job["model"], run.job["suffix"], run.id)
             if run.result_files is None:  # once: a retry must not register a second copy
@@ -520,20 +542,22 @@ class JobWorker:
             text = handle.read().decode("utf-8", "replace").strip()
         return text or f"training exited with code {run.proc.returncode} and no stderr output"
 
-    def _result_files(self, run: Run) -> list[str]:
-        """Register `metrics.jsonl` as the job's `fine-tune-results` file."""
-        source = run.jobdir / METRICS
+    def _result_files(self, run: Run, name: str = METRICS) -> list[str]:
+        """Register `metrics.jsonl` (or the pre-flight's report) as the job's
+        `fine-tune-results` file."""
+        source = run.jobdir / name
         if not source.exists():
             return []
         file_id = new_id("file")
         self.settings.files_dir.mkdir(parents=True, exist_ok=True)
-        target = self.settings.files_dir / f"{file_id}.jsonl"
-        target.write_text(_one_line_per_step(source), encoding="utf-8")
+        target = self.settings.files_dir / f"{file_id}{source.suffix}"
+        text = _one_line_per_step(source) if name == METRICS else source.read_text("utf-8")
+        target.write_text(text, encoding="utf-8")
         self.store.add_file(
             {
                 "id": file_id,
                 "project": run.job["project"],
-                "filename": METRICS,
+                "filename": name,
                 "purpose": "fine-tune-results",
                 "bytes": target.stat().st_size,
                 "created_at": now(),
@@ -620,6 +644,22 @@ def _note(message: str, level: str = "info", pause: PausedInfo | None = None) ->
     """A message event of the worker's."""
     data = {"pause": pause} if pause is not None else None
     return {"level": level, "message": message, "type": "message", "data": data}
+
+
+def _preflight_only(config: Any) -> bool:
+    """The job runs only the pre-flight (`preflight.only`, `openrft jobs create --preflight`)."""
+    return bool(((config or {}).get("preflight") or {}).get("only"))
+
+
+def _preflight_event(report: dict[str, Any]) -> dict[str, Any]:
+    """The `preflight` event: the verdict as its message, the whole report as `data.preflight`
+    (`info` when it passed, `warn` when forced through, `error` when it failed)."""
+    level = "info" if report["passed"] else "warn" if report.get("forced") else "error"
+    message = str(report.get("message") or "pre-flight finished")
+    source, key = PREFLIGHT_KEY
+    data = {"preflight": report}
+    event = {"level": level, "message": message, "type": "message", "data": data}
+    return event | {"source": source, "key": key}
 
 
 def _budget_message(config: Any, step: int) -> str:

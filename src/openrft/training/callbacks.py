@@ -7,12 +7,21 @@ shaped like OpenAI's fine-tuning metrics events:
 {"step": 3, "total_steps": 10,
  "scores": {"train_reward_mean": 0.41, "valid_reward_mean": null,
             "train_graders": {"correct": 0.41}, "valid_graders": {}},
- "usage": {"completion_tokens_mean": 12.5, "reasoning_tokens_mean": 0.0, "trained_tokens": 5120},
+ "usage": {"completion_tokens_mean": 12.5, "train_reasoning_tokens_mean": 0.0,
+           "valid_reasoning_tokens_mean": null, "trained_tokens": 5120},
  "errors": {"sample_parse_error": 0.0},
  "timing": {"sampling": 6.1, "grading": 0.01, "training": 4.2, "eval": 0.0, "step": 10.3},
  "trl": {"kl": 0.0, "entropy": 1.7, "clip_ratio/region_mean": 0.0, "frac_reward_zero_std": 0.5},
- "warnings": []}
+ "warnings": [],
+ "events": [{"code": "zero_signal", "level": "warn", "step": 3, "action": "warn",
+             "message": "Step 3: 3 steps in a row …", "data": {…}}]}
 ```
+
+`events` holds what the run says at that step: the live diagnosis's findings
+(`diagnosis.py`; a `pause` finding pauses the run like a budget, with `paused.json` saying why,
+a `fail` one fails it with `error.json` code `diagnosis_failed`), and on the baseline line of a
+job without a validation file, that validation rows were carved out of its training rows.
+Reasoning tokens are counted with the tokenizer (`evaluate.reasoning_token_counts`).
 
 Step 0 is the baseline evaluation; validation also runs every `eval_interval` steps, at every
 checkpoint step and at the last step. Checkpoints (HF-format LoRA adapters plus the optimizer
@@ -29,31 +38,50 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from openrft.data.split import MAX_VALIDATION_ROWS
 from openrft.graders.python_grader import check_error_rate
 from openrft.training.config import Budget, TrainingConfig
-from openrft.training.evaluate import EvalResult, Evaluator, write_samples
-from openrft.training.rewards import GraderReward
+from openrft.training.diagnosis import (
+    FAILED_CODE,
+    Diagnosis,
+    DiagnosisError,
+    DiagnosisSettings,
+    Finding,
+    strongest,
+)
+from openrft.training.evaluate import (
+    EvalResult,
+    Evaluator,
+    reasoning_token_counts,
+    write_samples,
+)
+from openrft.training.rewards import GraderReward, GradeStats
 from openrft.training.rundir import (
     CHECKPOINT_PREFIX,
     PAUSE_REQUEST,
     PAUSED_INFO,
     CheckpointInfo,
     MetricsLine,
+    RunEvent,
     append_metrics,
     checkpoint_name,
     checkpoint_name_step,
+    failure,
     rank_path,
     read_checkpoint_info,
+    read_metrics,
     write_checkpoint_info,
+    write_error,
     write_paused,
 )
 
@@ -84,6 +112,13 @@ class RunSettings:
     """Fail the step (`GradingError`) when more of its samples than this failed to grade."""
     budget: Budget
     """Seconds, steps and tokens of this session after which the run pauses."""
+    diagnosis: DiagnosisSettings = field(default_factory=DiagnosisSettings)
+    """The live checks on each step's metrics, and what each does when it fires."""
+    max_completion_length: int | None = None
+    """Named in the truncation finding."""
+    carved_out: tuple[float, int] | None = None
+    """`(validation_share, seed)` when the validation rows were carved out of the training
+    rows (no validation file); the baseline line says so."""
 
 
 def build_run_callback(
@@ -102,6 +137,9 @@ def build_run_callback(
         eval_interval=config.eval_interval,
         max_grader_error_rate=config.max_grader_error_rate,
         budget=config.budget,
+        diagnosis=config.diagnosis,
+        max_completion_length=config.max_completion_length,
+        carved_out=None if config.validation_file else (config.validation_share, config.seed),
     )
     return RunCallback(settings, output_dir, reward, evaluator, resumed=resumed, progress=progress)
 
@@ -141,11 +179,12 @@ class RunCallback(TrainerCallback):
         self._task: Any = None
         self._show_progress = progress
         self._last_warning = -100
+        self.diagnosis = Diagnosis(settings.diagnosis, output_dir, settings.max_completion_length)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     def on_train_begin(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         self._checkpoints = checkpoint_steps(state.max_steps, self.settings.n_checkpoints)
         self._tokens_at_start = state.num_input_tokens_seen or 0
@@ -153,9 +192,15 @@ class RunCallback(TrainerCallback):
         self._steps_at_start = state.global_step
         if state.is_world_process_zero:
             self._start_progress(state)
-            if not self.resumed:
+            if self.resumed:  # what an earlier session saw: its findings are not repeated
+                lines = read_metrics(self.output_dir)
+                self.diagnosis.replay(line for line in lines if line["step"] <= state.global_step)
+            else:
                 result = self._evaluate(0)
-                self._write_line(self._line(state, {}, result, 0.0))
+                line = self._line(state, {}, result, 0.0)
+                line["events"] = self._carve_out_notice(_dataset_rows(kwargs))
+                self.diagnosis.observe(line)
+                self._write_line(line)
 
     def on_step_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
@@ -201,18 +246,49 @@ class RunCallback(TrainerCallback):
         check_error_rate(
             stats.failures, threshold=self.settings.max_grader_error_rate, total=stats.samples
         )
-        if not state.is_world_process_zero:
-            return
-        sampling = max(0.0, self.timer["generate_and_score"] - stats.seconds)
+        acted_on: Finding | None = None
+        if state.is_world_process_zero:
+            acted_on = strongest(self._log_step(state, logs, stats))
+        # every rank stops (or fails) at the same step, as rank 0's diagnosis says
+        acted_on = from_rank_zero(acted_on)
+        if acted_on is not None:
+            self._act(acted_on, state, control)
+
+    def _log_step(
+        self, state: TrainerState, logs: dict[str, Any], stats: GradeStats
+    ) -> list[Finding]:
+        """Write the step's metrics line (with the diagnosis's findings); the findings."""
+        grading = stats.seconds
+        sampling = max(0.0, self.timer["generate_and_score"] - grading)
         line = self._line(state, logs, self._pending_eval, getattr(self, "_step_seconds", 0.0))
         line["errors"] = {flag: n / max(1, stats.samples) for flag, n in stats.errors.items()}
-        line["usage"]["reasoning_tokens_mean"] = stats.reasoning_tokens / max(1, stats.samples)
+        line["usage"]["train_reasoning_tokens_mean"] = self._train_reasoning_tokens()
         timing = line["timing"]
-        timing["sampling"], timing["grading"] = sampling, stats.seconds
-        timing["training"] = max(0.0, timing["step"] - sampling - stats.seconds)
+        timing["sampling"], timing["grading"] = sampling, grading
+        timing["training"] = max(0.0, timing["step"] - sampling - grading)
         line["warnings"] = self._warnings(state.global_step, logs)
+        findings = self.diagnosis.observe(line)
+        line["events"] = [finding.event() for finding in findings]
+        for event in line["events"]:
+            self._print(f"[yellow]diagnosis:[/] {escape(event['message'])}")
         self._write_line(line)
         self._update_progress(state, logs)
+        return findings
+
+    def _act(self, finding: Finding, state: TrainerState, control: TrainerControl) -> None:
+        """Pause (checkpoint, `paused.json`) or fail (`error.json`, `DiagnosisError`)."""
+        message = finding.event()["message"]
+        if finding.action == "fail":
+            error = DiagnosisError(message)
+            if state.is_world_process_zero:
+                write_error(self.output_dir, failure(error, FAILED_CODE))
+            raise error
+        if finding.action == "pause" and state.global_step < state.max_steps:
+            self.paused = True
+            control.should_save = True
+            control.should_training_stop = True
+            if state.is_world_process_zero:
+                write_paused(self.output_dir, "diagnosis", state.global_step, message)
 
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
@@ -290,13 +366,15 @@ class RunCallback(TrainerCallback):
             },
             "usage": {
                 "completion_tokens_mean": logs.get("completions/mean_length"),
-                "reasoning_tokens_mean": 0.0,
+                "train_reasoning_tokens_mean": None,
+                "valid_reasoning_tokens_mean": valid.reasoning_tokens_mean if valid else None,
                 "trained_tokens": state.num_input_tokens_seen,
             },
             "errors": valid.error_rates if valid and not logs else {},
             "timing": {"step": seconds, "eval": valid.seconds if valid else 0.0},
             "trl": trl,
             "warnings": [],
+            "events": [],
         }
 
     def _warnings(self, step: int, logs: dict[str, Any]) -> list[str]:
@@ -309,8 +387,41 @@ class RunCallback(TrainerCallback):
         )
         if step - self._last_warning >= 5:
             self._last_warning = step
-            self._console.print(f"[yellow]warning (step {step}):[/] {message}")
+            self._console.print(f"[yellow]warning (step {step}):[/] {escape(message)}")
         return [message]
+
+    def _train_reasoning_tokens(self) -> float | None:
+        """Mean reasoning tokens of the step's training completions, counted with the tokenizer.
+
+        The texts are those of the last batch `GraderReward` graded (it keeps them to grade a
+        batch once for all its reward functions): with one generation per optimizer step, as
+        `build_grpo_config` sets up, that batch is this step's completions on this process."""
+        last = getattr(self.reward, "_last", None)
+        if not last or not last[0]:
+            return None
+        counts = reasoning_token_counts(self.evaluator.tokenizer, list(last[0]))
+        return sum(counts) / len(counts)
+
+    def _carve_out_notice(self, train_rows: int | None) -> list[RunEvent]:
+        """The baseline line's event saying validation rows were held out of the training file."""
+        if self.settings.carved_out is None:
+            return []
+        share, seed = self.settings.carved_out
+        held = self.evaluator.held_out
+        of = f" of the {train_rows + held} rows" if train_rows is not None else ""
+        message = (
+            f"Step 0: no validation_file given, so {held}{of} in the training file were held "
+            f"out for validation (validation_share {share}, at least 1 and at most "
+            f"{MAX_VALIDATION_ROWS} rows, picked with seed {seed}) and are not trained on; give "
+            "a validation_file to choose them"
+        )
+        data = {"held_out": held, "training_rows": train_rows, "share": share, "seed": seed}
+        code = "validation_carved_out"
+        return [{"code": code, "level": "info", "step": 0, "message": message, "data": data}]
+
+    def _print(self, markup: str) -> None:
+        console = self._progress.console if self._progress is not None else self._console
+        console.print(markup)
 
     def _write_line(self, line: MetricsLine) -> None:
         append_metrics(self.output_dir, line)
@@ -348,13 +459,30 @@ class RunCallback(TrainerCallback):
 def rank_zero_decides(flag: bool) -> bool:
     """Rank 0's value of `flag` on every rank, so all ranks stop at the same step (a clock
     budget can trip on one rank a step before another, which would hang the other)."""
+    return bool(from_rank_zero(flag))
+
+
+T = TypeVar("T")
+
+
+def from_rank_zero(value: T) -> T:
+    """Rank 0's `value` on every rank (a picklable object; the value itself when alone)."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
-        return flag
-    shared = [flag]
+        return value
+    shared = [value]
     dist.broadcast_object_list(shared, src=0)
-    return bool(shared[0])
+    return shared[0]
+
+
+def _dataset_rows(kwargs: dict[str, Any]) -> int | None:
+    """The training prompts in the trainer's dataset (the callback's `train_dataloader`)."""
+    dataset = getattr(kwargs.get("train_dataloader"), "dataset", None)
+    try:
+        return len(dataset) if dataset is not None else None
+    except TypeError:  # an iterable dataset has no length
+        return None
 
 
 def _valid_reward(directory: Path) -> float:

@@ -12,16 +12,17 @@ and transformers are imported inside the builders so `openrft.training.config` s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from openrft.errors import MissingResourceError, NestedProblems, SpecError
+from openrft.errors import NestedProblems, SpecError
 from openrft.graders import load_grader
 from openrft.graders.spec import Grader
+from openrft.training.constrained_generation import schema_problems, schema_regex
+from openrft.training.diagnosis import DiagnosisSettings
 
 if TYPE_CHECKING:
     from peft import LoraConfig
@@ -83,6 +84,23 @@ class SFTSettings(ConfigModel):
     """Examples per optimizer step."""
 
 
+class PreflightSettings(ConfigModel):
+    """The pre-flight check before GRPO (`training/preflight.py`): sample the model on a few
+    training prompts × `num_generations` with the job's sampling settings, grade them, and fail
+    the job (`preflight_failed`) when too few groups have any reward variance to learn from."""
+
+    enabled: bool = True
+    """Run the pre-flight as the first stage of a reinforcement job (not on a resume)."""
+    prompts: int = Field(default=24, ge=1, le=4096)
+    """Training prompts sampled (each `num_generations` times)."""
+    min_signal_share: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Least share of the sampled groups whose rewards differ; below it the job fails."""
+    force: bool = False
+    """Train anyway when the pre-flight fails (its report and warning are still written)."""
+    only: bool = False
+    """Run only the pre-flight and stop (`openrft train --preflight`, `jobs create --preflight`)."""
+
+
 class Budget(ConfigModel):
     """Limits that pause the job cleanly (with a checkpoint) when reached."""
 
@@ -115,9 +133,11 @@ class TrainingConfig(ConfigModel):
     """The reward: any OpenRFT grader spec (OpenAI JSON, or a SeekrFlow `reward_components`
     object). Required for `reinforcement`."""
     response_format: dict[str, Any] | None = None
-    """A JSON schema: outputs are parsed into `sample.output_json` and outputs that do not match
-    are flagged `sample_parse_error` (reward 0). Generation is not constrained to it on the
-    transformers backend; with vLLM it is passed on as guided decoding."""
+    """A JSON schema (the `schema` of OpenAI's `json_schema`): completions are sampled
+    constrained to it on every backend (transformers and vLLM), parsed into
+    `sample.output_json`, and outputs that do not match it (cut off at `max_completion_length`)
+    are flagged `sample_parse_error` (reward 0). A schema outlines-core cannot compile is
+    refused at its JSON path."""
     output_dir: str | None = None
     """Where metrics, checkpoints and the report go; `openrft train --output-dir` overrides it."""
     seed: int = Field(default=42, ge=0, le=2**32 - 1)
@@ -178,6 +198,12 @@ class TrainingConfig(ConfigModel):
     """Checkpoints kept besides the last, ranked by `valid_reward_mean`."""
     budget: Budget = Budget()
     """Time/step/token limits that pause the job with a checkpoint (resume with `--resume`)."""
+    diagnosis: DiagnosisSettings = DiagnosisSettings()
+    """Live checks while training (reward hacking, entropy or length collapse, no learning
+    signal, grader errors, truncation), each a `warn` job event at its step; per check
+    `action: warn | pause | fail` (`training/diagnosis.py`)."""
+    preflight: PreflightSettings = PreflightSettings()
+    """The pre-flight check run before training: does the grader give any learning signal?"""
 
     # --- model adaptation ---------------------------------------------------------------------
     lora: LoraSettings | None = LoraSettings()
@@ -212,6 +238,14 @@ class TrainingConfig(ConfigModel):
             return load_grader(value)
         except SpecError as exc:  # reported at their own paths under `$.grader`
             raise NestedProblems(exc.problems) from None
+
+    @field_validator("response_format")
+    @classmethod
+    def _response_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        problems = [] if value is None else schema_problems(value)
+        if problems:  # reported at their own paths under `$.response_format`
+            raise NestedProblems(problems)
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainingConfig:
@@ -301,21 +335,12 @@ def build_grpo_config(config: TrainingConfig, output_dir: Path, n_rows: int) -> 
 
 
 def structured_output_regex(config: TrainingConfig) -> str | None:
-    """The regex vLLM constrains generation to when `response_format` is set.
-
-    Only vLLM can constrain decoding (TRL passes it a regex); transformers' `generate` cannot, so
-    without vLLM outputs that miss the schema are scored 0 with `sample_parse_error` instead."""
+    """The regex vLLM constrains generation to when `response_format` is set (TRL hands it to
+    vLLM's structured outputs). Without vLLM, `grpo.py` constrains transformers' `generate` to
+    the same expression (`constrained_generation.py`)."""
     if not (config.use_vllm and config.response_format):
         return None
-    try:
-        from outlines_core.json_schema import build_regex_from_schema
-    except ImportError:
-        raise MissingResourceError(
-            "constraining vLLM to `response_format` needs outlines-core: "
-            "pip install 'openrft[train]'"
-        ) from None
-    regex: str = build_regex_from_schema(json.dumps(config.response_format))
-    return regex
+    return schema_regex(config.response_format)
 
 
 def build_sft_config(

@@ -3,16 +3,22 @@
 `Evaluator.run(step)` samples one completion per validation row (greedy unless its
 `EvalSettings.temperature > 0`) with plain `model.generate`, grades the batch with the same
 `GraderReward` the trainer uses, and returns an `EvalResult` (mean reward, per-grader means, error
-rates, completion lengths, and the samples themselves for the report). It always evaluates the
-same rows (the first `EvalSettings.samples` of the validation split), so scores are comparable
-over time. `build_evaluator` takes its settings from a job's config.
+rates, completion lengths, reasoning tokens, and the samples themselves for the report). It
+always evaluates the same rows (the first `EvalSettings.samples` of the validation split), so
+scores are comparable over time. `build_evaluator` takes its settings from a job's config.
+
+`reasoning_token_counts(tokenizer, texts)` counts the tokens inside each completion's
+`<think>…</think>` spans with the model's tokenizer (OpenAI's `*_reasoning_tokens_mean`); the
+training steps' counts use it too (`callbacks.py`).
 
 It does not decide *when* to evaluate (that is `callbacks.py`) and never trains.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
@@ -21,12 +27,32 @@ from typing import Any
 
 from openrft.data import Row
 from openrft.training.config import TrainingConfig
+from openrft.training.constrained_generation import constraint_for, schema_processors
 from openrft.training.records import render_prompt
 from openrft.training.rewards import GraderReward
 from openrft.training.rundir import EvalSample, write_eval_samples
 
 EVAL_BATCH = 64
 """Rows generated together; larger batches give more sequences per second on CPU."""
+REASONING = re.compile(r"<think>(.*?)(?:</think>|\Z)", re.DOTALL)
+"""A reasoning span: `<think>…</think>`, or `<think>…` to the end of a completion cut off while
+still reasoning."""
+
+
+def reasoning_token_counts(tokenizer: Any, texts: Sequence[str]) -> list[int]:
+    """Tokens each text spends reasoning: its `<think>` spans' text tokenized with `tokenizer`
+    (no special tokens; the tags themselves are not counted). One tokenizer call for the batch.
+
+    Spans are re-tokenized from the decoded text, so a count can differ by a token at a span's
+    edges from how the model produced it; it is a count, not an estimate by character share."""
+    spans = [(i, span) for i, text in enumerate(texts) for span in REASONING.findall(text)]
+    counts = [0] * len(texts)
+    if not spans:
+        return counts
+    encoded = tokenizer([span for _, span in spans], add_special_tokens=False)["input_ids"]
+    for (i, _), ids in zip(spans, encoded, strict=True):
+        counts[i] += len(ids)
+    return counts
 
 
 @dataclass
@@ -41,6 +67,8 @@ class EvalResult:
     seconds: float
     samples: list[EvalSample] = field(default_factory=list)
     """`{step, prompt, reference, completion, reward, sub_rewards}` per row."""
+    reasoning_tokens_mean: float = 0.0
+    """Mean tokens inside `<think>…</think>`, counted with the tokenizer."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +92,9 @@ def build_evaluator(
         temperature=config.eval_temperature,
         max_completion_length=config.max_completion_length,
     )
-    return Evaluator(model, tokenizer, rows, reward, settings)
+    evaluator = Evaluator(model, tokenizer, rows, reward, settings)
+    evaluator.constraint = constraint_for(config, tokenizer)
+    return evaluator
 
 
 class Evaluator:
@@ -81,12 +111,16 @@ class Evaluator:
         self.model = model
         self.tokenizer = tokenizer
         self.rows = rows[: settings.samples] if settings.samples else rows
+        self.held_out = len(rows)
+        """Validation rows there are (the evaluation uses the first `samples` of them)."""
         self.reward = reward
         self.settings = settings
+        self.constraint: Any = None
+        """The `response_format` constraint decoding follows (`constrained_generation.py`)."""
 
     def run(self, step: int) -> EvalResult:
         started = perf_counter()
-        texts, lengths = self.generate()
+        texts, lengths, prompt_lengths = self.generate()
         # evaluation grading must not leak into the training step's grader statistics
         saved = self.reward.stats.take()
         results = self.reward.grade(texts, [row.item for row in self.rows])
@@ -104,6 +138,7 @@ class Evaluator:
             grader_means=by_grader or {self.reward.grader.name: mean},
             error_rates={flag: count / n for flag, count in flags.items()},
             completion_tokens_mean=fmean(lengths) if lengths else 0.0,
+            reasoning_tokens_mean=fmean(reasoning_token_counts(self.tokenizer, texts) or [0]),
             seconds=perf_counter() - started,
             samples=[
                 {
@@ -113,31 +148,38 @@ class Evaluator:
                     "completion": text,
                     "reward": result.reward,
                     "sub_rewards": result.sub_rewards,
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
                 }
-                for row, text, result in zip(self.rows, texts, results, strict=True)
+                for row, text, result, prompt_tokens, completion_tokens in zip(
+                    self.rows, texts, results, prompt_lengths, lengths, strict=True
+                )
             ],
         )
 
-    def generate(self) -> tuple[list[str], list[int]]:
-        """One completion per row, in batches; returns texts and their token counts."""
+    def generate(self) -> tuple[list[str], list[int], list[int]]:
+        """One completion per row, in batches; returns texts, their token counts and their
+        prompts' token counts."""
         import torch
 
         texts: list[str] = []
         lengths: list[int] = []
+        prompt_lengths: list[int] = []
         was_training = self.model.training
         self.model.eval()
         try:
             for start in range(0, len(self.rows), EVAL_BATCH):
                 batch = self.rows[start : start + EVAL_BATCH]
                 with torch.no_grad():
-                    new_texts, new_lengths = self._generate_batch(batch)
+                    new_texts, new_lengths, new_prompts = self._generate_batch(batch)
                 texts += new_texts
                 lengths += new_lengths
+                prompt_lengths += new_prompts
         finally:
             self.model.train(was_training)
-        return texts, lengths
+        return texts, lengths, prompt_lengths
 
-    def _generate_batch(self, rows: list[Row]) -> tuple[list[str], list[int]]:
+    def _generate_batch(self, rows: list[Row]) -> tuple[list[str], list[int], list[int]]:
         tok = self.tokenizer
         prompts = [render_prompt(tok, row) for row in rows]
         side, tok.padding_side = tok.padding_side, "left"
@@ -145,6 +187,9 @@ class Evaluator:
         tok.padding_side = side
         encoded = encoded.to(self.model.device)
         sampling = self.settings.temperature > 0
+        processors = None
+        if self.constraint is not None:  # `response_format`: the same JSON as training samples
+            processors = schema_processors(self.constraint, len(rows), tok.eos_token_id)
         output = self.model.generate(
             **encoded,
             max_new_tokens=self.settings.max_completion_length,
@@ -153,13 +198,14 @@ class Evaluator:
             top_p=None,
             top_k=None,
             pad_token_id=tok.pad_token_id,
+            logits_processor=processors,
         )
         new = output[:, encoded["input_ids"].shape[1] :]
         ends = [_length(seq, tok.eos_token_id, tok.pad_token_id) for seq in new.tolist()]
         texts = [
             tok.decode(seq[:n], skip_special_tokens=True) for seq, n in zip(new, ends, strict=True)
         ]
-        return texts, ends
+        return texts, ends, [int(n) for n in encoded["attention_mask"].sum(dim=1).tolist()]
 
 
 def _length(ids: list[int], eos: int | None, pad: int | None) -> int:

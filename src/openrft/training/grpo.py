@@ -3,6 +3,8 @@
 1. Read the rows; hold out a validation share if there is no validation file.
 2. Load the model (a HF dir, a hub id, or the embedded SmolLM2) and wrap it in LoRA.
 3. Optionally warm it up with supervised fine-tuning (TRL `SFTTrainer`).
+3b. The pre-flight (`preflight.py`): sample and grade a few prompts; stop with
+    `preflight_failed` when too few groups have any reward variance (not on a resume).
 4. Train with TRL `GRPOTrainer`, the grader tree as reward functions (`rewards.py`); the
    `RunCallback` evaluates, writes `metrics.jsonl`, checkpoints and enforces the budget.
 5. Write the report (plots + `report.md`).
@@ -27,7 +29,7 @@ from typing import Any
 
 from openrft.errors import ConfigError, DatasetError, MissingResourceError, Problem
 from openrft.graders.context import GradeContext
-from openrft.training import report
+from openrft.training import preflight, report
 from openrft.training.callbacks import (
     RunCallback,
     best_checkpoint,
@@ -42,6 +44,7 @@ from openrft.training.config import (
     build_sft_config,
     total_steps,
 )
+from openrft.training.constrained_generation import constrained_generate, constraint_for
 from openrft.training.dialects import load
 from openrft.training.evaluate import build_evaluator
 from openrft.training.models import (
@@ -139,7 +142,16 @@ def _run(config: TrainingConfig, out: Path, *, resume: Path | None, progress: bo
         raise ConfigError([Problem("$.grader", "a reinforcement job needs a `grader`")])
     # a worker hands its job's project, secrets and outbound rules over; local runs get none
     context = GradeContext.from_environment()
-    reward = GraderReward(config.grader, context, response_format=config.response_format)
+    resumed, rows = resume is not None, train_rows
+    preflight.stage(config, model, tokenizer, rows, context, out, resumed=resumed, echo=progress)
+    if config.preflight.only:  # `openrft train --preflight`: the report is the result
+        return TrainResult(out, steps=0, total_steps=0, seconds=perf_counter() - started)
+    reward = GraderReward(
+        config.grader,
+        context,
+        response_format=config.response_format,
+        group_size=config.num_generations,  # group-wise graders see one prompt's group
+    )
     evaluator = build_evaluator(config, model, tokenizer, valid_rows, reward)
     callback = build_run_callback(
         config, out, reward, evaluator, resumed=resume is not None, progress=progress
@@ -206,6 +218,8 @@ def build_grpo_trainer(
         callbacks=[callback],
     )
     trainer.timer = callback.timer
+    # transformers' generate samples through the `response_format` constraint (vLLM: the regex)
+    trainer.constraint = constraint_for(config, tokenizer)
     trainer.remove_callback(PrinterCallback)  # our metrics lines and progress bar replace it
     return trainer
 
@@ -215,9 +229,12 @@ def _timed_trainer_class() -> type:
     from trl.trainer.grpo_trainer import GRPOTrainer
 
     class _Timed(GRPOTrainer):
-        """GRPOTrainer that records how long sampling + scoring took (for `timing`)."""
+        """GRPOTrainer that records how long sampling + scoring took (for `timing`) and, with a
+        `constraint`, samples on the transformers path through it (`constrained_generation`)."""
 
         timer: dict[str, float]
+        constraint: Any = None
+        """The `response_format` constraint; `None`: free sampling (or vLLM's own)."""
 
         def _generate_and_score_completions(self, inputs: Any) -> Any:
             started = perf_counter()
@@ -225,6 +242,15 @@ def _timed_trainer_class() -> type:
                 return super()._generate_and_score_completions(inputs)
             finally:
                 self.timer["generate_and_score"] += perf_counter() - started
+
+        def _generate_single_turn(self, prompt_ids: Any, *args: Any, **kwargs: Any) -> Any:
+            generate: Any = super()._generate_single_turn
+            paged = getattr(self, "use_transformers_continuous_batching", False)
+            if self.constraint is None or self.use_vllm or paged:
+                return generate(prompt_ids, *args, **kwargs)
+            model = self.accelerator.unwrap_model(self.model_wrapped)
+            with constrained_generate(model, self.constraint, self.eos_token_ids):
+                return generate(prompt_ids, *args, **kwargs)
 
     return _Timed
 

@@ -13,8 +13,16 @@ that result. When the tree holds a grader that waits on I/O (`score_model`, `lab
 worker thread.
 
 `GraderReward` is also the avnlp-style `BaseReward` for TRL users: pass
-`GraderReward(load_grader(spec))` (or `reward_functions(spec)`) to your own `GRPOTrainer`. Grader
+`GraderReward(load_grader(spec))` (or `reward_functions(spec)`, or the spec itself, or
+`spec.as_fn()`: see `graders/reward.py`) to your own `GRPOTrainer`. It is picklable. Grader
 error flags and failed-sample counts are reported through TRL's `log_metric` (`errors/<flag>`).
+
+Group-wise graders (python `grade_group`, score_model `group`) see each prompt's completions
+together: TRL passes a prompt's `num_generations` completions consecutively, and
+`graders.reward.group_sizes` cuts the batch into runs of one prompt and item, at most
+`group_size` long. With several processes, each grades its own share of the batch: a group
+stays whole when each process's share (`batch_size * num_generations / num_processes`) is a
+multiple of `num_generations`. Validation grades one completion per row: groups of one.
 
 This module does not train, sample or write files; metrics files are `callbacks.py`'s business.
 """
@@ -22,7 +30,6 @@ This module does not train, sample or write files; metrics files are `callbacks.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import threading
 from collections import Counter
@@ -32,25 +39,24 @@ from time import perf_counter
 from typing import Any
 
 from openrft.graders import GradeContext, grade_batch, load_grader
-from openrft.graders.registry import is_io_bound
+from openrft.graders.registry import is_group_wise, is_io_bound
 from openrft.graders.result import GradeResult, GradeResults
+from openrft.graders.reward import ITEM_COLUMN, as_fn, completion_text, group_sizes, items_from
 from openrft.graders.sample import Item, Sample
 from openrft.graders.spec import Grader, MultiGrader
 
-__all__ = ["GradeStats", "GraderReward", "completion_text", "reward_functions", "reward_weights"]
+__all__ = [
+    "ITEM_COLUMN",
+    "GradeStats",
+    "GraderReward",
+    "completion_text",
+    "items_from",
+    "reward_functions",
+    "reward_weights",
+]
 
 THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 """The reasoning span of a completion (SeekrFlow's format)."""
-
-ITEM_COLUMN = "openrft_item"
-"""Dataset column holding each row's `item` as JSON (TRL passes columns to reward functions)."""
-
-
-def completion_text(completion: Any) -> str:
-    """The text of a TRL completion: a plain string, or a conversational list of messages."""
-    if isinstance(completion, str):
-        return completion
-    return "".join(str(m.get("content") or "") for m in completion if m.get("role") == "assistant")
 
 
 @dataclass
@@ -104,32 +110,67 @@ def reasoning_tokens(texts: Sequence[str], completion_ids: Sequence[Any] | None)
 
 
 class GraderReward:
-    """A grader tree as a TRL reward function (avnlp's `BaseReward` pattern): call it with
-    `completions` and the dataset columns; it returns one float per completion."""
+    """A grader tree as a TRL reward function (avnlp's `BaseReward` pattern): call it as
+    `reward(prompts, completions, **columns)` (positionally or by keyword, as TRL does); it
+    returns one float per completion. See `graders/reward.py` for how columns become items and
+    completions become groups (`group_size`: TRL's `num_generations`).
+
+    It pickles as its spec's JSON, context, `response_format` and `group_size` (the lock, the
+    batch cache and the statistics are per process and start afresh), so it can be handed to
+    spawned workers; `as_fn()` is the plain-function form."""
 
     def __init__(
         self,
         grader: Grader | dict[str, Any],
         context: GradeContext | None = None,
         response_format: dict[str, Any] | None = None,
+        group_size: int | None = None,
     ) -> None:
         self.grader: Grader = load_grader(grader) if isinstance(grader, dict) else grader
         self.context = context or GradeContext()
         self.response_format = response_format
+        self.group_size = group_size
+        """Completions sampled per prompt (`num_generations`): the most a group holds."""
         self.stats = GradeStats()
         self.__name__ = self.grader.name
         self._lock = threading.Lock()
         self._last: tuple[tuple[str, ...], GradeResults] | None = None
+        self._last_groups: list[int] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "grader": self.grader.model_dump(mode="json", exclude_none=True),
+            "context": self.context,
+            "response_format": self.response_format,
+            "group_size": self.group_size,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(  # type: ignore[misc]  # rebuilt as new: fresh lock, cache and stats
+            state["grader"], state["context"], state["response_format"], state["group_size"]
+        )
 
     @property
     def is_async(self) -> bool:
         return is_io_bound(self.grader)
 
-    def grade(self, texts: Sequence[str], items: Sequence[Item]) -> GradeResults:
-        """Grade completions against their items (one batch call into the grader engine)."""
+    def as_fn(self) -> Callable[..., list[float]]:
+        """The grader as a plain picklable function (`graders.reward.as_fn`); it grades with
+        the calling process's `GradeContext.from_environment()`, without `response_format`."""
+        return as_fn(self.grader, group_size=self.group_size)
+
+    def grade(
+        self, texts: Sequence[str], items: Sequence[Item], groups: Sequence[int] | None = None
+    ) -> GradeResults:
+        """Grade completions against their items (one batch call into the grader engine).
+        `groups`: sizes of the consecutive groups of completions for one prompt, for
+        group-wise graders; None (validation: one completion per row) makes every completion
+        a group of one."""
         started = perf_counter()
         samples = [self._sample(text) for text in texts]
-        results = grade_batch(self.grader, [s for s, _ in samples], items, self.context)
+        results = grade_batch(
+            self.grader, [s for s, _ in samples], items, self.context, groups=groups
+        )
         for i, (_, parse_error) in enumerate(samples):
             if parse_error:
                 results[i] = GradeResult.failed(
@@ -138,20 +179,43 @@ class GraderReward:
         self.stats.add(results, perf_counter() - started)
         return results
 
-    def graded(self, completions: Sequence[Any], kwargs: dict[str, Any]) -> GradeResults:
+    def graded(
+        self,
+        completions: Sequence[Any],
+        kwargs: dict[str, Any],
+        prompts: Sequence[Any] | None = None,
+    ) -> GradeResults:
         """Results for this batch, graded once however many reward functions ask."""
         texts = tuple(completion_text(c) for c in completions)
+        if prompts is not None and len(prompts) != len(texts):
+            raise ValueError(f"{len(prompts)} prompts but {len(texts)} completions")
+        # only a group-wise grader needs the items (to find the groups) before the cache check
+        items = items_from(kwargs, len(texts)) if is_group_wise(self.grader) else None
+        groups = None if items is None else group_sizes(prompts, items, self.group_size)
         with self._lock:
-            if self._last is not None and self._last[0] == texts:
-                return self._last[1]
-            results = self.grade(texts, items_from(kwargs, len(texts)))
+            last = self._last
+            if last is not None and last[0] == texts and self._last_groups == groups:
+                return last[1]
+            if items is None:
+                items = items_from(kwargs, len(texts))
+            results = self.grade(texts, items, groups)
             self.stats.reasoning_tokens += reasoning_tokens(texts, kwargs.get("completion_ids"))
-            self._last = (texts, results)
+            # `_last[0]` stays the texts: the metrics callback counts their reasoning tokens
+            self._last, self._last_groups = (texts, results), groups
         _log_errors(results, kwargs.get("log_metric"))
         return results
 
-    def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
-        return self.graded(completions, kwargs).rewards
+    def __call__(
+        self,
+        prompts: Sequence[Any] | None = None,
+        completions: Sequence[Any] | None = None,
+        **kwargs: Any,
+    ) -> list[float]:
+        if completions is None:
+            raise TypeError(
+                "a reward function needs `completions`: call reward(prompts, completions)"
+            )
+        return self.graded(completions, kwargs, prompts).rewards
 
     def _sample(self, text: str) -> tuple[Sample, str | None]:
         sample = Sample.from_text(text)
@@ -171,16 +235,6 @@ def schema_problem(value: Any, schema: dict[str, Any]) -> str | None:
     except jsonschema.ValidationError as exc:
         return f"the output does not match response_format: {exc.message}"
     return None
-
-
-def items_from(kwargs: dict[str, Any], n: int) -> list[Item]:
-    """The `item` of each completion, from the dataset column TRL passes along."""
-    column = kwargs.get(ITEM_COLUMN)
-    if column is None:  # a plain TRL dataset: every extra column is an item field
-        skip = {"prompt", "trainer_state", "log_extra", "log_metric", "completion_ids", "prompts"}
-        keys = [k for k in kwargs if k not in skip]
-        return [{k: kwargs[k][i] for k in keys} for i in range(n)]
-    return [json.loads(value) for value in column]
 
 
 def _log_errors(results: GradeResults, log_metric: Any) -> None:
@@ -225,11 +279,15 @@ def _named(shared: GraderReward, name: str, sub: str | None) -> RewardFunc:
             return results.rewards
         return [r.sub_rewards.get(sub, 0.0) for r in results]
 
-    def reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
-        return pick(shared.graded(completions, kwargs))
+    def reward(
+        prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (), **kwargs: Any
+    ) -> list[float]:
+        return pick(shared.graded(completions, kwargs, prompts))
 
-    async def reward_async(completions: Sequence[Any], **kwargs: Any) -> list[float]:
-        return pick(await asyncio.to_thread(shared.graded, completions, kwargs))
+    async def reward_async(
+        prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (), **kwargs: Any
+    ) -> list[float]:
+        return pick(await asyncio.to_thread(shared.graded, completions, kwargs, prompts))
 
     func: RewardFunc = reward_async if shared.is_async else reward
     func.__name__ = name if sub is None else f"{shared.grader.name}/{name}"

@@ -8,6 +8,7 @@ Torch-free on purpose: the worker and the API import it without importing traini
 ```
 RUN_DIR/
   config.json             the native config (the worker and multi-process launches write it)
+  preflight.json          the pre-flight report (preflight.py), written before training
   metrics.jsonl           one `MetricsLine` per step (callbacks.py writes, progress.py tails)
   evals/step-N.jsonl      one `EvalSample` per validation row of the evaluation at step N
   checkpoints/checkpoint-N/openrft_checkpoint.json   a `CheckpointInfo`, written last
@@ -59,6 +60,8 @@ PAUSED_INFO = "paused.json"
 ERROR_INFO = "error.json"
 """Written when a run fails: `RunError`."""
 REPORT = "report.md"
+PREFLIGHT = "preflight.json"
+"""The pre-flight report (`training/preflight.py`): sampled rewards, verdict and advice."""
 RANKS = "ranks"
 """Directory of `rank-K.json`, one per rank: `{rank, world_size, steps, global_step}`."""
 
@@ -108,7 +111,11 @@ class Scores(TypedDict):
 
 class Usage(TypedDict):
     completion_tokens_mean: float | None
-    reasoning_tokens_mean: float
+    train_reasoning_tokens_mean: float | None
+    """Mean tokens inside `<think>…</think>` of the step's training completions, counted with
+    the tokenizer (OpenAI's name); None when the step's completions were not seen."""
+    valid_reasoning_tokens_mean: float | None
+    """The same over the evaluation's completions, when the step evaluated, else None."""
     trained_tokens: int | None
     """Tokens seen so far, over all sessions of a resumed run."""
 
@@ -137,6 +144,44 @@ class MetricsLine(TypedDict):
     trl: dict[str, float]
     """TRL's own numbers: kl, entropy, clip ratios, loss, …"""
     warnings: list[str]
+    events: NotRequired[list[RunEvent]]
+    """What the run says at this step beyond numbers (a diagnosis, the validation carve-out);
+    the service makes each one a job event. Always written (often empty); lines of runs from
+    before it existed lack it."""
+
+
+RUN_EVENT_CODES = (
+    "validation_carved_out",
+    "reward_hacking",
+    "entropy_collapse",
+    "length_collapse",
+    "zero_signal",
+    "grader_errors",
+    "length_limit",
+)
+"""The codes a `RunEvent` may have (`diagnosis.py` defines the diagnoses)."""
+
+
+class RunEvent(TypedDict):
+    """One thing a run reports at a step, for the job's events (level `info` or `warn`)."""
+
+    code: str
+    """One of `RUN_EVENT_CODES`: a diagnosis signal, or `validation_carved_out`."""
+    level: Literal["info", "warn"]
+    step: int
+    message: str
+    """A sentence a user can act on, starting `Step N:`."""
+    action: NotRequired[str]
+    """A diagnosis's action: `warn`, `pause` or `fail`."""
+    data: NotRequired[dict[str, Any]]
+    """The evidence: the numbers compared, the steps, and samples where there are some."""
+
+
+def run_event_key(step: int, code: str) -> int:
+    """A stable integer per (step, code), so a resumed run that repeats a step's event adds
+    nothing twice (the store de-duplicates events by source and key)."""
+    index = RUN_EVENT_CODES.index(code) if code in RUN_EVENT_CODES else len(RUN_EVENT_CODES)
+    return step * 64 + index
 
 
 class EvalSample(TypedDict):
@@ -149,6 +194,10 @@ class EvalSample(TypedDict):
     completion: str
     reward: float
     sub_rewards: dict[str, float]
+    prompt_tokens: NotRequired[int]
+    """Tokens of the rendered prompt (runs before 2026-12 did not write them)."""
+    completion_tokens: NotRequired[int]
+    """Tokens generated, the end-of-sequence token included."""
 
 
 class CheckpointInfo(TypedDict):
@@ -161,7 +210,7 @@ class CheckpointInfo(TypedDict):
     """Not written by OpenRFT's run; a reader takes it from the metrics line instead."""
 
 
-PauseReason = Literal["request", "budget"]
+PauseReason = Literal["request", "budget", "diagnosis"]
 PAUSE_REASONS: tuple[PauseReason, ...] = get_args(PauseReason)
 
 
@@ -170,6 +219,8 @@ class PausedInfo(TypedDict):
 
     reason: PauseReason
     step: int
+    message: NotRequired[str]
+    """Why, in a sentence (a `diagnosis` pause says which signal fired and what it saw)."""
 
 
 class RunError(TypedDict):
@@ -248,11 +299,23 @@ def read_checkpoint_info(directory: Path) -> CheckpointInfo | None:
     return cast(CheckpointInfo, value)
 
 
+# --- pre-flight ------------------------------------------------------------------------------
+
+
+def read_preflight(run_dir: Path) -> dict[str, Any] | None:
+    """The run's pre-flight report (`preflight.py`'s `PreflightReport` as JSON), or None when
+    it wrote none (or it is unreadable)."""
+    data = _json(_read(run_dir / PREFLIGHT))
+    return data if isinstance(data, dict) and isinstance(data.get("passed"), bool) else None
+
+
 # --- pause -----------------------------------------------------------------------------------
 
 
-def write_paused(run_dir: Path, reason: PauseReason, step: int) -> None:
+def write_paused(run_dir: Path, reason: PauseReason, step: int, message: str = "") -> None:
     info: PausedInfo = {"reason": reason, "step": step}
+    if message:
+        info["message"] = message
     (run_dir / PAUSED_INFO).write_text(json.dumps(info), encoding="utf-8")
 
 
@@ -262,7 +325,10 @@ def paused_info(run_dir: Path) -> PausedInfo | None:
     if not isinstance(data, dict) or data.get("reason") not in PAUSE_REASONS:
         return None
     step = data.get("step")
-    return {"reason": data["reason"], "step": step if isinstance(step, int) else 0}
+    info: PausedInfo = {"reason": data["reason"], "step": step if isinstance(step, int) else 0}
+    if isinstance(data.get("message"), str):
+        info["message"] = data["message"]
+    return info
 
 
 # --- failure ---------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ Layers, each applied when the machine has it (detected once, at first use):
 
 - **bubblewrap**: fresh pid, net, ipc, uts and mount namespaces; only the interpreter, its
   stdlib, the venv's site-packages and the worker script are visible (read-only); a size-bounded
-  tmpfs at `/tmp` is the scratch space; the environment is an explicit dict.
+  tmpfs at `/tmp` is the scratch space; the environment is an explicit dict. Without it, the
+  worker mounts a tmpfs of the same size over its scratch directory in a mount namespace of its
+  own (where it can), so the scratch files' *total* is bounded either way (`scratch_mb`, 1 GiB).
 - **rlimits**: address space, open files, file size, no core dumps, threads, lifetime CPU.
 - **unprivileged uid**: a root host drops to `nobody` inside the worker (or, where the
   interpreter is unreachable for `nobody`, at least clears every capability).
@@ -22,7 +24,9 @@ What this does NOT protect against: kernel exploits (every layer shares the host
 gVisor or a VM for hostile tenants at scale); side channels (timing, cache, Spectre); reading
 world-readable system files under `/usr`; a grader forging its *own* score (it controls
 `grade()` anyway); CPU and memory pressure on other tenants beyond the limits set here; and,
-without cgroups, the scratch files' total size (rlimits bound each file only).
+where no mount namespace can be made without bubblewrap, the scratch files' total size
+(rlimits bound each file only). Hiding the training stack from graders (`hidden_modules`) is
+for parity with OpenAI's runtime, not a layer: the code may undo it.
 
 The parts, host side first:
 
@@ -30,6 +34,7 @@ The parts, host side first:
     cgroup.py   one worker's control groups: memory, pids and CPU limits, and a kill switch
     process.py  `SandboxWorker`: start one worker, stream a batch through it, watch it, kill it
     pool.py     `POOL` of warm workers per (owner, grader, source, limits); `run_batch`
+    runtime.py  OpenAI's python-grader module list, and which of it a worker imports here
     worker.py   the in-sandbox side, run as a script by path: lock down, then grade requests
 
 This package exposes the names below; building `GradeResult`s from the outcomes is

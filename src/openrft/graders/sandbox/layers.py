@@ -39,6 +39,14 @@ SANDBOX_WORKER_PATH = "/opt/openrft/sandbox/worker.py"
 """Where the worker script appears inside bubblewrap."""
 INSECURE_ENV = "OPENRFT_PYTHON_GRADER_INSECURE"
 LAYER_NAMES = ("bubblewrap", "landlock", "seccomp", "cgroups", "rlimits", "uid")
+HIDDEN_MODULES = (
+    "torch", "torchvision", "torchaudio", "transformers", "trl", "peft", "accelerate",
+    "datasets", "vllm", "sentence_transformers", "deepspeed", "bitsandbytes", "triton",
+    "jax", "tensorflow", "cupy",
+)  # fmt: skip
+"""OpenRFT's own training stack (and other array backends), visible to workers only because
+they share its interpreter: OpenAI's runtime has none of them, and libraries that probe for
+them (scikit-bio imports torch when it can) would spend the worker's memory on it."""
 
 
 class SandboxLimits(BaseModel):
@@ -56,8 +64,12 @@ class SandboxLimits(BaseModel):
     """Address space (rlimit) and memory cgroup limit of one worker, in MiB."""
     cpus: float = Field(default=1.0, gt=0)
     """CPU quota of one worker (cgroups); without cgroups the worker is not CPU-capped."""
-    scratch_mb: int = Field(default=256, ge=1)
-    """Size of the writable scratch directory (`/tmp` inside the sandbox), in MiB."""
+    scratch_mb: int = Field(default=1024, ge=1)
+    """Total size of the writable scratch directory (`/tmp` inside bubblewrap), in MiB: 1 GiB,
+    OpenAI's disk limit for python graders. A tmpfs of this size (charged to the memory cgroup)
+    bounds the total; RLIMIT_FSIZE bounds each file as well."""
+    hidden_modules: list[str] = Field(default_factory=lambda: list(HIDDEN_MODULES))
+    """Top-level modules a grader cannot import even though the interpreter has them."""
     max_threads: int = Field(default=64, ge=1)
     """Threads per worker (pids cgroup, and RLIMIT_NPROC once unprivileged)."""
     open_files: int = Field(default=256, ge=16)

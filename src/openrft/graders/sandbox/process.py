@@ -176,6 +176,13 @@ class SandboxWorker:
             "libseccomp": self.layers.seccomp_library,
             "max_output_chars": self.limits.max_output_chars,
             "max_details_chars": self.limits.max_details_chars,
+            # bubblewrap's /tmp is already a tmpfs of this size; elsewhere the worker mounts one
+            "scratch_mount": None
+            if bwrap
+            else {"path": scratch, "size": self.limits.scratch_mb << 20},
+            "scratch": scratch,
+            "scratch_mb": self.limits.scratch_mb,
+            "hidden_modules": self.limits.hidden_modules,
         }
 
     def _layers_ok(self, applied: Any) -> bool:

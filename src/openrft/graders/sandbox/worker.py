@@ -5,9 +5,11 @@ when the host has it. It imports nothing from `openrft` (the package is not visi
 sandbox) and only the standard library plus `pyseccomp`. The host speaks to it over two pipes,
 never stdin/stdout: frames are a 4-byte big-endian length and a UTF-8 JSON object.
 
-1. host → `{"lockdown": {...}}`; the worker locks itself down in this order: rlimits → drop
-   the uid (or clear capabilities) → Landlock → seccomp, then answers `{"ready": {layers}}`
-   or `{"fatal": reason}` and exits.
+1. host → `{"lockdown": {...}}`; the worker locks itself down in this order: (outside
+   bubblewrap) a size-bounded tmpfs over its scratch directory in a mount namespace of its own →
+   rlimits → drop the uid (or clear capabilities) → Landlock → seccomp → hide the modules the
+   host names (`hidden_modules`), then answers `{"ready": {layers}}` or `{"fatal": reason}`
+   and exits.
 2. host → `{"source": ...}`; only now is the user's code compiled and run;
    answer `{"loaded": true}` or `{"error": "runtime", "details": traceback}`.
 3. host → `{"id": n, "sample": {...}, "item": {...}}`; answer `{"id": n, "score": x}` or
@@ -22,6 +24,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
+import importlib.abc
+import importlib.machinery
 import io
 import json
 import linecache
@@ -46,6 +51,9 @@ _FS_TRUNCATE, _FS_IOCTL_DEV = 1 << 14, 1 << 15
 _FS_FILE_ONLY = _FS_EXECUTE | _FS_WRITE_FILE | _FS_READ_FILE | _FS_TRUNCATE | _FS_IOCTL_DEV
 _PR_SET_NO_NEW_PRIVS = 38
 _CLONE_THREAD = 0x10000
+_CLONE_NEWNS, _CLONE_NEWUSER = 0x00020000, 0x10000000
+_MS_NOSUID, _MS_NODEV, _MS_REC, _MS_PRIVATE = 2, 4, 1 << 14, 1 << 18
+_SCRATCH_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 # Every syscall a grader never needs and that reaches outside the process (or the kernel's
 # admin surface). Denied with EPERM; `clone3` gets ENOSYS so glibc falls back to `clone`.
@@ -196,11 +204,61 @@ def import_seccomp(library: str) -> Any:
     return pyseccomp
 
 
+def mount_scratch(path: str, size: int) -> str:
+    """Cover `path` with a tmpfs of `size` bytes in a mount namespace of this process's own,
+    so the scratch files' *total* is bounded without bubblewrap too. Root needs only the mount
+    namespace; anyone else first enters a user namespace mapping its own uid (and then gives
+    up the capabilities that namespace granted). Returns what bounds the scratch now."""
+    uid, gid = os.geteuid(), os.getegid()
+    user_ns = uid != 0
+    if _libc.unshare(_CLONE_NEWNS | (_CLONE_NEWUSER if user_ns else 0)) != 0:
+        return f"each file only (no mount namespace: {os.strerror(ctypes.get_errno())})"
+    if user_ns:
+        for name, text in (
+            ("setgroups", "deny"),
+            ("uid_map", f"{uid} {uid} 1"),
+            ("gid_map", f"{gid} {gid} 1"),
+        ):
+            with open(f"/proc/self/{name}", "w") as handle:
+                handle.write(text)
+    if _libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
+        raise Fatal(f"cannot make the mounts private: {os.strerror(ctypes.get_errno())}")
+    options = f"size={size},mode=1777".encode()
+    if _libc.mount(b"tmpfs", path.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, options) != 0:
+        raise Fatal(f"cannot mount the scratch tmpfs: {os.strerror(ctypes.get_errno())}")
+    if user_ns:
+        _clear_capabilities()
+    return f"tmpfs of {size >> 20} MiB"
+
+
+class HiddenModules(importlib.abc.MetaPathFinder):
+    """Makes `import name` fail as if `name` were not installed (`ModuleNotFoundError`, which
+    `except ImportError` probes catch). Not a security layer: the code may remove it."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = frozenset(names)
+
+    def find_spec(
+        self, name: str, path: Any = None, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if name.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(
+                f"No module named {name!r} (not part of the python grader runtime)", name=name
+            )
+        return None
+
+
 def lock_down(config: dict[str, Any]) -> dict[str, Any]:
     """Apply the layers the host asked for, in the order that keeps each one effective."""
     seccomp = import_seccomp(config["libseccomp"]) if config.get("seccomp") else None
+    layers: dict[str, Any] = {}
+    if config.get("scratch_mount"):
+        layers["scratch"] = mount_scratch(**config["scratch_mount"])
+    elif config.get("scratch"):  # bubblewrap's tmpfs: report the size the kernel enforces
+        stat = os.statvfs(config["scratch"])
+        layers["scratch"] = f"filesystem of {stat.f_blocks * stat.f_frsize >> 20} MiB"
     set_rlimits(config["rlimits"])
-    layers: dict[str, Any] = {"rlimits": sorted(config["rlimits"])}
+    layers["rlimits"] = sorted(config["rlimits"])
     layers["user"] = drop_privileges(config.get("uid"), config.get("gid"))
     if config.get("landlock"):
         read = [*config["landlock"]["read"], f"/proc/{os.getpid()}"]
@@ -208,6 +266,8 @@ def lock_down(config: dict[str, Any]) -> dict[str, Any]:
     if seccomp is not None:
         apply_seccomp(seccomp)
         layers["seccomp"] = True
+    if config.get("hidden_modules"):
+        sys.meta_path.insert(0, HiddenModules(config["hidden_modules"]))
     return layers
 
 
@@ -240,11 +300,31 @@ def format_error(exc: BaseException, output: str, limit: int) -> str:
     for _ in range(keep[0] if keep else 0):
         tb = tb.tb_next if tb is not None else None
     text = "".join(traceback.format_exception(type(exc), exc, tb))
+    if _SCRATCH and _fills_scratch(exc):
+        text += (
+            f"\nThe grader's scratch space is full: files under {_SCRATCH[0]} may hold "
+            f"{_SCRATCH[1]} MiB in all (`scratch_mb`); write less, or delete files it is done "
+            "with.\n"
+        )
     if output:
         text += "\n--- output ---\n" + output
     if len(text) > limit:
         text = text[: limit // 4] + "\n… trimmed …\n" + text[-(limit - limit // 4) :]
     return text
+
+
+_SCRATCH: list[Any] = []
+"""[scratch directory, its size in MiB], once the host has said (for the scratch-full hint)."""
+
+
+def _fills_scratch(exc: BaseException | None) -> bool:
+    """Whether `exc` (or what caused it) is a write refused for lack of scratch space."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in _SCRATCH_FULL:
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def as_score(value: Any) -> tuple[float | None, str]:
@@ -297,6 +377,8 @@ def serve(in_fd: int, out_fd: int) -> None:
         write_frame(out_fd, {"fatal": f"{type(exc).__name__}: {exc}"})
         return
     limit = int(config["max_details_chars"])
+    if config.get("scratch"):
+        _SCRATCH[:] = [str(config["scratch"]), int(config["scratch_mb"])]
     capture = BoundedText(int(config["max_output_chars"]))
     sys.stdout = sys.stderr = capture
     write_frame(out_fd, {"ready": layers})

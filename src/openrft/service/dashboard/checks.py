@@ -99,13 +99,16 @@ def _line(problem: Problem) -> int | None:
 
 
 def report_json(report: DatasetReport) -> dict[str, Any]:
-    """A validation report without server paths: each problem is `{line, message}`."""
+    """A validation report without server paths: each problem is `{line, message}`; the
+    warnings (repeated rows) are sentences, and `duplicate_rows` counts the repeats."""
     length = report.prompt_length
     return {
         "ok": report.ok,
         "lines": report.lines,
         "rows": report.rows,
         "problems": [{"line": _line(p), "message": p.message} for p in report.problems],
+        "warnings": [w.message for w in report.warnings],
+        "duplicate_rows": report.duplicate_rows,
         "prompt_length": None if length is None else vars(length),
         "item_fields": report.item_fields,
     }

@@ -249,8 +249,9 @@ def job_samples(
 
 
 def pause_of(store: Store, job_id: str) -> dict[str, Any]:
-    """Why a paused job paused: `reason` (`budget` or `request`), `step` (None when it was
-    paused before training got anywhere) and `message`, a sentence saying so.
+    """Why a paused job paused: `reason` (`budget`, `diagnosis` or `request`), `step` (None when
+    it was paused before training got anywhere) and `message`, a sentence saying so (for a
+    diagnosis, which signal fired and what it saw).
 
     It is the job's newest event besides the metrics: the worker's event that it paused, with
     the run's `paused.json` as its `data.pause`; otherwise the job was paused while queued, or
@@ -268,8 +269,8 @@ def pause_of(store: Store, job_id: str) -> dict[str, Any]:
         message = "Job paused on request; resume continues from its latest checkpoint"
         return {"reason": "request", "step": None, "message": message}
     info = cast(PausedInfo, pause)
-    if info["reason"] == "budget":
-        return {"reason": "budget", "step": info["step"], "message": latest["message"]}
+    if info["reason"] in ("budget", "diagnosis"):
+        return {"reason": info["reason"], "step": info["step"], "message": latest["message"]}
     step = info["step"]
     message = f"Job paused on request at step {step}; resume continues from its checkpoint"
     return {"reason": "request", "step": step, "message": message}

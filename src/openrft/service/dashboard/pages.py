@@ -2,10 +2,11 @@
 
 The server renders only the layout (Jinja2); data comes from the browser calling the API with
 the key kept in `sessionStorage`, so a page never holds another project's data and the server
-needs no session state. Pages: the jobs list (`/`), one job (`/jobs/{id}`), the evals list
-(`/dashboard/evals`), one eval with its runs and two of them side by side
-(`/dashboard/evals/{id}`), one run with its output items (`/dashboard/evals/{id}/runs/{run}`,
-the API's `report_url`), the grader playground, the files page and the login form.
+needs no session state. Pages: the jobs list (`/`), a new job (`/jobs/new`), one job
+(`/jobs/{id}`), the evals list (`/dashboard/evals`), one eval with its runs and two of them
+side by side (`/dashboard/evals/{id}`), one run with its output items
+(`/dashboard/evals/{id}/runs/{run}`, the API's `report_url`), the grader playground, the files
+page and the login form.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ def _page(request: Request, name: str, title: str, **context: object) -> HTMLRes
 @router.get("/", response_class=HTMLResponse)
 def jobs_page(request: Request) -> HTMLResponse:
     return _page(request, "jobs.html", "Jobs")
+
+
+@router.get("/jobs/new", response_class=HTMLResponse)
+def new_job_page(request: Request) -> HTMLResponse:
+    return _page(request, "new_job.html", "New job")
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)

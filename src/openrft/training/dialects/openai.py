@@ -217,7 +217,9 @@ def _reinforcement(job: OpenAIJob, grader: Grader, mapped: Mapped) -> None:
     mapped.set("method", "reinforcement", "$.method.type")
     mapped.set("grader", grader, f"{root}.grader")
     fmt = response_schema(settings.response_format)
-    mapped.set("response_format", fmt, f"{root}.response_format")
+    wrapped = (settings.response_format or {}).get("type") == "json_schema"
+    inner = ".json_schema.schema" if wrapped else ""  # a schema's problems point inside it
+    mapped.set("response_format", fmt, f"{root}.response_format{inner}")
     hp = _given(settings.hyperparameters, job.hyperparameters)
     at = f"{root}.hyperparameters"
     lr = _number(hp["learning_rate_multiplier"], 1.0) * native_default("learning_rate")

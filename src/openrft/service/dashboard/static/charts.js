@@ -1,6 +1,7 @@
 // Line charts of a job's metrics over training steps, on Chart.js (vendor/chart.umd.min.js).
 // A SeriesChart grows as points arrive: `add(label, step, value)` then `draw()`. The canvas's
-// `data-points` attribute counts the points drawn, for tests and for the curious.
+// `data-points` attribute counts the points drawn, for tests and for the curious; `mark(step,
+// value, note)` adds a ▲ marker (a diagnosis at that step), counted in `data-markers`.
 "use strict";
 
 // Chart.js's own tick labels, except tiny values: 0.000007 reads as 7.0e-6, not 7.000000E-6.
@@ -50,12 +51,44 @@ class SeriesChart {
         interaction: { mode: "nearest", axis: "x", intersect: false },
         plugins: {
           legend: { position: "bottom", labels: { boxWidth: 12 } },
-          tooltip: { callbacks: { title: (items) => "step " + items[0].parsed.x } },
+          tooltip: {
+            callbacks: {
+              title: (items) => "step " + items[0].parsed.x,
+              // a marker's tooltip is what fired there, not its height
+              label: (item) => (item.raw && item.raw.note) || item.dataset.label + ": " + item.formattedValue,
+            },
+          },
         },
         scales,
       },
     });
     canvas.dataset.points = "0";
+    canvas.dataset.markers = "0";
+    this.markers = null;
+  }
+
+  // A ▲ at `step`, drawn at `value` (the curve's height there), whose tooltip reads `note`.
+  mark(step, value, note) {
+    if (typeof step !== "number") return;
+    if (!this.markers) {
+      this.markers = {
+        label: "diagnosis",
+        data: [],
+        showLine: false,
+        pointStyle: "triangle",
+        pointRadius: 8,
+        pointHoverRadius: 10,
+        borderColor: "#b45309",
+        backgroundColor: "#f59e0b",
+      };
+      this.chart.data.datasets.push(this.markers);
+    }
+    const y = typeof value === "number" && Number.isFinite(value) ? value : 0;
+    const data = this.markers.data;
+    if (data.some((p) => p.x === step && p.note === note)) return; // a resumed run's repeat
+    data.push({ x: step, y, note });
+    data.sort((a, b) => a.x - b.x);
+    this.canvas.dataset.markers = String(data.length);
   }
 
   // Add one point to the series `label` (created on first use); non-numbers are skipped.
@@ -119,6 +152,11 @@ class JobCharts {
       const scores = p.scores || {};
       this.reward.add("train", step, scores.train_reward_mean, { colorKey: "train" });
       this.reward.add("valid", step, scores.valid_reward_mean, { colorKey: "valid", ...dots });
+      for (const event of p.events || []) {
+        if (event.level !== "warn") continue; // the carve-out note is not a finding
+        const at = scores.train_reward_mean ?? scores.valid_reward_mean;
+        this.reward.mark(event.step ?? step, at, event.message);
+      }
       for (const [name, value] of Object.entries(scores.train_graders || {})) {
         this.graders.add("train · " + name, step, value, { colorKey: name });
       }

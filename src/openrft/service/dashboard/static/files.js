@@ -14,6 +14,7 @@
       parts.push("prompt length " + l.min + "–" + l.max + " " + l.unit + " (median " + l.median + ")");
     }
     parts.push(n ? n + " problem(s)" : "no problems");
+    for (const warning of report.warnings || []) parts.push("warning: " + warning);
     if (rejected) parts.push("the file was not stored; fix it and upload again");
     const summary = document.getElementById("report-summary");
     summary.textContent = parts.join(" · ");

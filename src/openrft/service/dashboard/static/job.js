@@ -114,9 +114,78 @@
     cursor = page.cursor;
     if (!page.points.length) return;
     charts.add(page.points);
+    noteEvents(page.points);
+    renderDiagnoses();
     latest = page.points[page.points.length - 1];
     const valid = page.points.filter((p) => p.scores && p.scores.valid_reward_mean != null);
     if (valid.length) validSteps = valid[valid.length - 1].step;
+  }
+
+  // --- diagnosis --------------------------------------------------------------------------
+
+  // What the run said at each step (metrics lines' `events`): the live diagnosis's findings and
+  // the validation carve-out, kept in step order (a resumed run's repeats replace the first).
+  const said = new Map();
+  function noteEvents(points) {
+    for (const p of points) {
+      for (const e of p.events || []) said.set((e.step ?? p.step) + "/" + e.code, e);
+    }
+  }
+
+  function samplePairs(data) {
+    const pairs = [...(data.fell || []), ...(data.rose || [])];
+    if (!pairs.length) return null;
+    const rows = pairs.map((pair) =>
+      el(
+        "tr",
+        {},
+        el("td", { class: "num" }, pair.row),
+        el("td", {}, el("pre", {}, pair.prompt ?? "—")),
+        el("td", {}, el("pre", {}, pair.reference ?? "—")),
+        el("td", {}, el("pre", {}, pair.before.completion), ORFT.number(pair.before.reward)),
+        el("td", {}, el("pre", {}, pair.after.completion), ORFT.number(pair.after.reward)),
+      ),
+    );
+    const [from, to] = data.steps || [];
+    return el(
+      "details",
+      {},
+      el("summary", {}, "validation samples whose reward changed most"),
+      el(
+        "table",
+        { class: "grid samples" },
+        el(
+          "thead",
+          {},
+          el(
+            "tr",
+            {},
+            el("th", { class: "num" }, "Row"),
+            el("th", {}, "Prompt"),
+            el("th", {}, "Reference"),
+            el("th", {}, "Step " + from),
+            el("th", {}, "Step " + to),
+          ),
+        ),
+        el("tbody", {}, ...rows),
+      ),
+    );
+  }
+
+  function renderDiagnoses() {
+    const list = [...said.values()].sort((a, b) => a.step - b.step);
+    const rows = list.map((e) =>
+      el(
+        "tr",
+        { class: "level-" + e.level, "data-code": e.code, "data-step": e.step },
+        el("td", { class: "num" }, e.step),
+        el("td", {}, e.code.replaceAll("_", " ")),
+        el("td", {}, e.action || "note"),
+        el("td", {}, e.message, samplePairs(e.data || {})),
+      ),
+    );
+    document.querySelector("#diagnoses tbody").replaceChildren(...rows);
+    document.getElementById("diagnoses-empty").hidden = rows.length > 0;
   }
 
   // --- checkpoints ------------------------------------------------------------------------

@@ -58,6 +58,10 @@
   // has already typed one, and never overwrite what they typed while this script was loading.
   const grader = document.getElementById("grader");
   if (!grader.value.trim()) grader.value = EXAMPLES.openai.grader;
+  // What the user writes here is what the New job page's "from the playground" grader uses.
+  const keep = () => localStorage.setItem("openrft.playground.grader", grader.value);
+  grader.addEventListener("input", keep);
+  document.getElementById("example").addEventListener("change", keep);
 
   function showError(message) {
     error.textContent = message;
