@@ -119,6 +119,13 @@ def test_the_prefix_store_matches_per_adapter_and_forgets_the_oldest() -> None:
     assert store.match("base", [1, 2, 9]) is not None
     store.forget("base")
     assert store.match("base", [1, 2, 9]) is None
+    small = PrefixStore(entries=8, tokens=5)  # a token budget too
+    small.add("base", [1, 2, 3], kv(3))
+    small.add("base", [4, 5, 6], kv(3))  # 6 tokens > 5: the oldest goes
+    assert small.match("base", [1, 2, 0]) is None
+    assert small.match("base", [4, 5, 0]) is not None
+    small.add("base", list(range(6)), kv(6))  # longer than the budget: not kept
+    assert small.match("base", [0, 1, 2]) is None
 
 
 def test_top_p_keeps_the_smallest_set_reaching_it() -> None:

@@ -73,10 +73,13 @@ class PrefixStore:
     """The keys and values of recent prompts (one row each, per adapter), least recently used
     first, so that a new row prefills only what follows the longest prefix it shares with one
     of them: the chat template and its system prompt, a conversation's earlier turns, an
-    eval's instructions. At most `entries` prompts are kept (0: none)."""
+    eval's instructions. At most `entries` prompts and `tokens` tokens in all are kept (their
+    keys and values take `tokens` × layers × 2 × KV heads × head size × dtype bytes: 94 MB for
+    SmolLM2-135M at the default 2048); 0 entries: none."""
 
-    def __init__(self, entries: int = 16) -> None:
+    def __init__(self, entries: int = 16, tokens: int = 2048) -> None:
         self.entries = entries
+        self.tokens = tokens
         self._kept: OrderedDict[tuple[str, tuple[int, ...]], KV] = OrderedDict()
         self.reused = 0
         """Prompt tokens taken from the store instead of computed."""
@@ -99,11 +102,16 @@ class PrefixStore:
     def add(self, adapter: str, prompt: list[int], kv: KV) -> None:
         if self.entries <= 0:
             return
+        if len(prompt) > self.tokens:
+            return
         key = (adapter, tuple(prompt))
         self._kept[key] = kv
         self._kept.move_to_end(key)
-        while len(self._kept) > self.entries:
+        while len(self._kept) > self.entries or self._held() > self.tokens:
             self._kept.popitem(last=False)
+
+    def _held(self) -> int:
+        return sum(len(prompt) for _, prompt in self._kept)
 
     def forget(self, adapter: str) -> None:
         """Drop `adapter`'s prompts (it was unloaded: a later one of that name may differ)."""

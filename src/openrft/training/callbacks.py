@@ -396,10 +396,10 @@ class RunCallback(TrainerCallback):
         The texts are those of the last batch `GraderReward` graded (it keeps them to grade a
         batch once for all its reward functions): with one generation per optimizer step, as
         `build_grpo_config` sets up, that batch is this step's completions on this process."""
-        last = getattr(self.reward, "_last", None)
-        if not last or not last[0]:
+        texts = list(self.reward.last_texts)
+        if not texts:
             return None
-        counts = reasoning_token_counts(self.evaluator.tokenizer, list(last[0]))
+        counts = reasoning_token_counts(self.evaluator.tokenizer, texts)
         return sum(counts) / len(counts)
 
     def _carve_out_notice(self, train_rows: int | None) -> list[RunEvent]:

@@ -151,6 +151,12 @@ class GraderReward:
         )
 
     @property
+    def last_texts(self) -> tuple[str, ...]:
+        """The completions of the last batch graded through `__call__` (this step's, during
+        training: the run callback counts their reasoning tokens)."""
+        return self._last[0] if self._last else ()
+
+    @property
     def is_async(self) -> bool:
         return is_io_bound(self.grader)
 

@@ -50,7 +50,9 @@ SCAN_FOR_VALID = 500
 """Metrics events read back, newest first, to find a job's latest validation reward."""
 
 
-def _job_row(store: Store, project: str, job_id: str) -> RowMapping:
+def job_row(store: Store, project: str, job_id: str) -> RowMapping:
+    """The job `job_id` of `project`; a 404 when there is none (another project's job is
+    not found either): every dashboard route about a job starts here."""
     row = store.job(job_id, project)
     if row is None:
         raise NotFoundError(
@@ -141,7 +143,7 @@ def job_metrics(
     project: ProjectDep, store: StoreDep, job_id: str, after: int = 0
 ) -> dict[str, Any]:
     """The job's metrics lines, oldest first, after the `cursor` of the previous call."""
-    _job_row(store, project, job_id)
+    job_row(store, project, job_id)
     query = (
         select(events.c.seq, events.c.data)
         .where(events.c.job_id == job_id, events.c.type == "metrics", events.c.seq > after)
@@ -227,7 +229,7 @@ def job_samples(
     step: int | None = None,
 ) -> dict[str, Any]:
     """One evaluation's samples (the latest unless `step`), and the steps that have some."""
-    row = _job_row(store, project, job_id)
+    row = job_row(store, project, job_id)
     by_step = read_samples(settings.jobs_dir / job_id)
     steps = sorted(by_step)
     chosen = step if step is not None else (steps[-1] if steps else None)
@@ -280,7 +282,7 @@ def pause_of(store: Store, job_id: str) -> dict[str, Any]:
 def job_pause(project: ProjectDep, store: StoreDep, job_id: str) -> dict[str, Any]:
     """Why the job is paused (`{"paused": true, "reason", "step", "message"}`), or
     `{"paused": false}` when it is not paused."""
-    row = _job_row(store, project, job_id)
+    row = job_row(store, project, job_id)
     if row["status"] != "paused":
         return {"paused": False}
     return {"paused": True, **pause_of(store, job_id)}
@@ -295,7 +297,7 @@ def checkpoint_archive(
     background: BackgroundTasks,
 ) -> FileResponse:
     """The checkpoint directory (adapter, tokenizer, trainer state) as a `.tar.gz`."""
-    _job_row(store, project, job_id)
+    job_row(store, project, job_id)
     row = store.one(
         select(checkpoints).where(checkpoints.c.job_id == job_id, checkpoints.c.id == checkpoint_id)
     )
@@ -315,7 +317,7 @@ def checkpoint_archive(
 @router.get("/{job_id}/checkpoints")
 def checkpoint_paths(project: ProjectDep, store: StoreDep, job_id: str) -> dict[str, Any]:
     """Each checkpoint's directory on the server, for `openrft export DIR --merge OUT`."""
-    _job_row(store, project, job_id)
+    job_row(store, project, job_id)
     rows = store.all(
         select(checkpoints.c.id, checkpoints.c.path).where(checkpoints.c.job_id == job_id)
     )

@@ -22,7 +22,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
-from openrft.service.dashboard.jobs import _job_row
+from openrft.service.dashboard.jobs import job_row
 from openrft.service.deps import ProjectDep, SettingsDep, StoreDep
 from openrft.service.errors import InvalidRequestError
 from openrft.service.schemas import job_object
@@ -99,7 +99,7 @@ def job_preflight(
     """The job's status and error, and its pre-flight report (`preflight.json`, the
     `PreflightReport` of `training/preflight.py`); `report` is null until the run writes it
     (or when the job never got that far, or has no pre-flight)."""
-    row = _job_row(store, project, job_id)
+    row = job_row(store, project, job_id)
     job = job_object(row).model_dump(mode="json")
     return {
         "id": job_id,
