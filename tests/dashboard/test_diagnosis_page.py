@@ -27,7 +27,7 @@ from tests.dashboard.test_dashboard import (  # noqa: F401  (fixtures used by na
     tiny_model,
     url,
 )
-from tests.service.conftest import Server, arithmetic_rows, jsonl, tiny_training
+from tests.service.conftest import Server, arithmetic_rows, jsonl, tiny_training, wait_for
 from tests.training.test_diagnosis import hacking_run, only
 
 from openrft.service import progress
@@ -72,6 +72,11 @@ def jobs(client: openai.OpenAI) -> dict[str, str]:
             extra_body={"openrft": native},
         )
         made[name] = job.id
+    # files are validated after the create call answers: a job pauses once it is queued
+    wait_for(
+        lambda: client.fine_tuning.jobs.retrieve(made["scripted"]).status != "validating_files",
+        timeout=120,
+    )
     client.fine_tuning.jobs.pause(made["scripted"])
     return made
 
