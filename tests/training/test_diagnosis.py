@@ -313,7 +313,9 @@ def test_a_pause_diagnosis_pauses_the_run_and_resume_does_not_repeat_it(
         "checkpoint-2"
     ]
     lines = {x["step"]: x for x in read_metrics(tmp_path)}
-    [carved] = lines[0].get("events", [])
+    setup, carved = lines[0].get("events", [])
+    assert setup["code"] == "run_setup"  # bf16 and prefix sharing, said first
+    assert "prefix sharing on" in setup["message"]
     assert carved["code"] == "validation_carved_out"
     assert carved["level"] == "info"
     assert carved["message"].startswith(
@@ -332,12 +334,13 @@ def test_a_pause_diagnosis_pauses_the_run_and_resume_does_not_repeat_it(
 
     # what the service's worker makes of the lines: one job event per run event, keyed
     rows = [row for x in read_metrics(tmp_path) for row in progress.run_events(x)]
-    assert [(r["level"], r["data"]["code"], r["data"]["step"]) for r in rows][:2] == [
+    assert [(r["level"], r["data"]["code"], r["data"]["step"]) for r in rows][:3] == [
+        ("info", "run_setup", 0),
         ("info", "validation_carved_out", 0),
         ("warn", "zero_signal", 2),
     ]
-    assert rows[1]["data"]["action"] == "pause"
-    assert rows[1]["source"] == "run-event"
+    assert rows[2]["data"]["action"] == "pause"
+    assert rows[2]["source"] == "run-event"
     assert len({(r["source"], r["key"]) for r in rows}) == len(rows)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -27,6 +27,10 @@ START, END = "<!-- fields -->", "<!-- /fields -->"
 
 def type_name(annotation: Any, aliases: Mapping[str, Any] | None = None) -> str:
     """A readable type: named aliases instead of their expanded unions, no module prefixes."""
+    members = get_args(annotation) if get_origin(annotation) is Union else ()
+    if members and all(isinstance(m, type) or get_origin(m) is Literal for m in members):
+        # `bool | Literal["auto"]` is a typing.Union, which prints as `Union[...]`
+        return " \\| ".join(type_name(m, aliases) for m in members)
     text = annotation.__name__ if isinstance(annotation, type) else str(annotation)
     for name, alias in (aliases or {}).items():
         text = text.replace(str(alias), name)

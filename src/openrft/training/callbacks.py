@@ -164,6 +164,8 @@ class RunCallback(TrainerCallback):
         self.resumed = resumed
         self.timer: dict[str, float] = {"generate_and_score": 0.0}
         """Filled by the trainer: seconds spent sampling and scoring this step."""
+        self.setup: dict[str, tuple[bool, str]] = {}
+        """Filled by the trainer builder: `bf16` and `prefix_sharing`, each (on, why)."""
         self.evals: list[EvalResult] = []
         self.paused = False
         self.last_valid: EvalResult | None = None
@@ -192,13 +194,15 @@ class RunCallback(TrainerCallback):
         self._steps_at_start = state.global_step
         if state.is_world_process_zero:
             self._start_progress(state)
+            for _, reason in self.setup.values():  # the run's first lines: bf16, prefix sharing
+                self._print(escape(reason))
             if self.resumed:  # what an earlier session saw: its findings are not repeated
                 lines = read_metrics(self.output_dir)
                 self.diagnosis.replay(line for line in lines if line["step"] <= state.global_step)
             else:
                 result = self._evaluate(0)
                 line = self._line(state, {}, result, 0.0)
-                line["events"] = self._carve_out_notice(_dataset_rows(kwargs))
+                line["events"] = self._setup_event() + self._carve_out_notice(_dataset_rows(kwargs))
                 self.diagnosis.observe(line)
                 self._write_line(line)
 
@@ -401,6 +405,15 @@ class RunCallback(TrainerCallback):
             return None
         counts = reasoning_token_counts(self.evaluator.tokenizer, texts)
         return sum(counts) / len(counts)
+
+    def _setup_event(self) -> list[RunEvent]:
+        """The baseline line's event saying what the run computes in and whether it shares
+        prompt prefixes (`precision.py`, `prefix_sharing.py`), and why."""
+        if not self.setup:
+            return []
+        message = "Step 0: " + "; ".join(reason for _, reason in self.setup.values())
+        data: dict[str, Any] = {key: on for key, (on, _) in self.setup.items()}
+        return [{"code": "run_setup", "level": "info", "step": 0, "message": message, "data": data}]
 
     def _carve_out_notice(self, train_rows: int | None) -> list[RunEvent]:
         """The baseline line's event saying validation rows were held out of the training file."""

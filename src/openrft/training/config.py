@@ -23,6 +23,7 @@ from openrft.graders import load_grader
 from openrft.graders.spec import Grader
 from openrft.training.constrained_generation import schema_problems, schema_regex
 from openrft.training.diagnosis import DiagnosisSettings
+from openrft.training.precision import resolve_bf16
 
 if TYPE_CHECKING:
     from peft import LoraConfig
@@ -213,8 +214,16 @@ class TrainingConfig(ConfigModel):
     shape the only stage."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward to save memory (costs 15–45% per step on CPU)."""
-    bf16: bool = False
-    """Train in bfloat16 (GPUs with bf16 support)."""
+    bf16: bool | Literal["auto"] = "auto"
+    """bf16 autocast for training and sampling, fp32 master weights kept for the trainable
+    parameters. `auto`: on where it pays (GPUs with bf16, CPUs with AMX-BF16), off elsewhere
+    (on a CPU with only AVX512-BF16 it measured no gain over fp32 with prefix sharing); the
+    run's first event says which and why."""
+    prefix_sharing: bool | Literal["auto"] = "auto"
+    """Score each group's prompt once, every completion attending to it (exact: the same
+    log-probabilities and gradients as TRL's one-row-per-completion path), and prefill it once
+    when sampling. `auto`: on where the model and attention backend support it (otherwise off,
+    and the run's first event says why); `true` fails a run whose model cannot."""
 
     # --- scale-out and logging --------------------------------------------------------------------
     num_processes: int = Field(default=1, ge=1, le=MAX_PROCESSES)
@@ -294,7 +303,7 @@ def _common_args(config: TrainingConfig, output_dir: Path) -> dict[str, Any]:
         "save_strategy": "no",  # checkpoints are ours: best-k by valid reward (callbacks.py)
         # the new name, set explicitly: TRL defaults the deprecated alias to True
         "activation_checkpointing": config.gradient_checkpointing,
-        "bf16": config.bf16,
+        "bf16": resolve_bf16(config.bf16).on,
         "use_cpu": not _has_cuda(),
         "disable_tqdm": True,  # our rich progress bar replaces it
         "dataloader_num_workers": 0,

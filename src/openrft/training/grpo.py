@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -29,7 +30,7 @@ from typing import Any
 
 from openrft.errors import ConfigError, DatasetError, MissingResourceError, Problem
 from openrft.graders.context import GradeContext
-from openrft.training import preflight, report
+from openrft.training import prefix_sharing, preflight, report
 from openrft.training.callbacks import (
     RunCallback,
     best_checkpoint,
@@ -52,6 +53,7 @@ from openrft.training.models import (
     load_causal_lm,
     tokenizer_source,
 )
+from openrft.training.precision import resolve_bf16
 from openrft.training.records import (
     Row,
     grpo_records,
@@ -218,6 +220,14 @@ def build_grpo_trainer(
         callbacks=[callback],
     )
     trainer.timer = callback.timer
+    sharing = prefix_sharing.decide(config.prefix_sharing, model)
+    trainer.prefix_sharing = sharing.on
+    precision = resolve_bf16(config.bf16)
+    callback.setup = {
+        "bf16": (precision.on, precision.reason),
+        "prefix_sharing": (sharing.on, sharing.reason),
+    }
+    trainer.eager_attention = model.config.get_text_config()._attn_implementation == "eager"
     # transformers' generate samples through the `response_format` constraint (vLLM: the regex)
     trainer.constraint = constraint_for(config, tokenizer)
     trainer.remove_callback(PrinterCallback)  # our metrics lines and progress bar replace it
@@ -235,6 +245,45 @@ def _timed_trainer_class() -> type:
         timer: dict[str, float]
         constraint: Any = None
         """The `response_format` constraint; `None`: free sampling (or vLLM's own)."""
+        prefix_sharing: bool = False
+        """Score each group's prompt once (`prefix_sharing.py`)."""
+        eager_attention: bool = False
+
+        def _get_per_token_logps_and_entropies(
+            self,
+            model: Any,
+            input_ids: Any,
+            attention_mask: Any,
+            logits_to_keep: int,
+            batch_size: int | None = None,
+            compute_entropy: bool = False,
+            compute_aux_loss: bool = False,
+            **multimodal: Any,
+        ) -> Any:
+            plain = all(value is None for value in multimodal.values())
+            if not (self.prefix_sharing and plain and not compute_aux_loss):
+                return super()._get_per_token_logps_and_entropies(
+                    model,
+                    input_ids,
+                    attention_mask,
+                    logits_to_keep,
+                    batch_size,
+                    compute_entropy,
+                    compute_aux_loss,
+                    **multimodal,
+                )
+            logps, entropies = prefix_sharing.score(
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                batch_size=batch_size,
+                compute_entropy=compute_entropy,
+                autocast=self.accelerator.autocast,
+                pad_id=self._tokenizer.pad_token_id or 0,
+                eager=self.eager_attention,
+            )
+            return logps, entropies, None
 
         def _generate_and_score_completions(self, inputs: Any) -> Any:
             started = perf_counter()
@@ -244,12 +293,23 @@ def _timed_trainer_class() -> type:
                 self.timer["generate_and_score"] += perf_counter() - started
 
         def _generate_single_turn(self, prompt_ids: Any, *args: Any, **kwargs: Any) -> Any:
+            import torch
+
             generate: Any = super()._generate_single_turn
             paged = getattr(self, "use_transformers_continuous_batching", False)
-            if self.constraint is None or self.use_vllm or paged:
+            plain = self.constraint is None and not self.prefix_sharing and not self.args.bf16
+            if plain or self.use_vllm or paged:
                 return generate(prompt_ids, *args, **kwargs)
             model = self.accelerator.unwrap_model(self.model_wrapped)
-            with constrained_generate(model, self.constraint, self.eos_token_ids):
+            with ExitStack() as stack:
+                if self.args.bf16:  # peft's generate bypasses accelerate's autocast forward
+                    device = self.accelerator.device.type
+                    stack.enter_context(torch.autocast(device, dtype=torch.bfloat16))
+                if self.prefix_sharing:
+                    stack.enter_context(prefix_sharing.shared_prefill(model))
+                if self.constraint is not None:
+                    eos = self.eos_token_ids
+                    stack.enter_context(constrained_generate(model, self.constraint, eos))
                 return generate(prompt_ids, *args, **kwargs)
 
     return _Timed

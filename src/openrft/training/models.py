@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from openrft.errors import ConfigError, MissingResourceError, Problem
 from openrft.training.config import DEFAULT_MODEL
@@ -38,11 +38,14 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 @contextmanager
 def known_deprecations_silenced() -> Iterator[None]:
     """Silence the one deprecation our pinned stack raises on every LoRA run: peft 0.21 and
-    trl 1.16 read `is_gradient_checkpointing`, renamed in transformers 5. Also peft's note on
+    trl 1.16 read `is_gradient_checkpointing`, renamed in transformers 5 (with
+    `gradient_checkpointing: true`, trl also calls the renamed `gradient_checkpointing_enable`/
+    `_disable`). Also peft's note on
     saving an adapter whose base is itself an adapter checkpoint (a chained job: the base dir
     has no `config.json`, so peft cannot check the vocabulary grew; ours never does)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+        warnings.filterwarnings("ignore", "`gradient_checkpointing_(en|dis)able`", FutureWarning)
         warnings.filterwarnings("ignore", "Could not find a config file in", UserWarning)
         yield
 
@@ -149,12 +152,26 @@ def convert_gguf(gguf_path: Path, target: Path) -> None:
     partial.replace(target)
 
 
-def build_tiny_model(target: Path, *, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
-    """Write a tiny random-weight Llama and a small word-level-ish BPE tokenizer with a chat
-    template to `target`; returns `target`. Takes well under a second."""
+def build_tiny_model(
+    target: Path,
+    *,
+    hidden: int = 32,
+    layers: int = 2,
+    seed: int = 0,
+    architecture: Literal["llama", "qwen2"] = "llama",
+) -> Path:
+    """Write a tiny random-weight Llama (or Qwen2: biased q/k/v projections, untied
+    embeddings) and a small word-level-ish BPE tokenizer with a chat template to `target`;
+    returns `target`. Takes well under a second."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     specials = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
     tok = Tokenizer(models.BPE(unk_token=None))
@@ -177,20 +194,22 @@ def build_tiny_model(target: Path, *, hidden: int = 32, layers: int = 2, seed: i
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=hidden * 2,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        tie_word_embeddings=True,
-    )
-    LlamaForCausalLM(config).save_pretrained(target)
+    shape = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": hidden,
+        "intermediate_size": hidden * 2,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 512,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+    }
+    if architecture == "qwen2":
+        Qwen2ForCausalLM(Qwen2Config(**shape, tie_word_embeddings=False)).save_pretrained(target)
+    else:
+        LlamaForCausalLM(LlamaConfig(**shape, tie_word_embeddings=True)).save_pretrained(target)
     tokenizer.save_pretrained(target)
     return target
 

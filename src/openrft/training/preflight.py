@@ -28,6 +28,7 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import fmean, pstdev, quantiles
@@ -235,6 +236,8 @@ def _generate(
 ) -> list[Sampled]:
     from transformers import LogitsProcessorList
 
+    from openrft.training import prefix_sharing
+
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     try:
         encoded = tokenizer(
@@ -249,17 +252,19 @@ def _generate(
         from openrft.inference.constrained import ConstrainedLogits
 
         processors.append(ConstrainedLogits([constraint.start() for _ in batch], eos))
-    output = model.generate(
-        **encoded,
-        max_new_tokens=config.max_completion_length,
-        do_sample=True,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        top_k=0,  # TRL's default: no top-k filtering
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=eos,
-        logits_processor=processors,
-    )
+    shared = prefix_sharing.decide(config.prefix_sharing, model).on
+    with prefix_sharing.shared_prefill(model) if shared else nullcontext():
+        output = model.generate(
+            **encoded,
+            max_new_tokens=config.max_completion_length,
+            do_sample=True,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            top_k=0,  # TRL's default: no top-k filtering
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=eos,
+            logits_processor=processors,
+        )
     new = output[:, encoded["input_ids"].shape[1] :].tolist()
     found = []
     for (group, _), ids in zip(batch, new, strict=True):

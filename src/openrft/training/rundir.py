@@ -158,6 +158,7 @@ RUN_EVENT_CODES = (
     "zero_signal",
     "grader_errors",
     "length_limit",
+    "run_setup",  # appended: an event's store key is its code's index (`run_event_key`)
 )
 """The codes a `RunEvent` may have (`diagnosis.py` defines the diagnoses)."""
 
@@ -166,7 +167,8 @@ class RunEvent(TypedDict):
     """One thing a run reports at a step, for the job's events (level `info` or `warn`)."""
 
     code: str
-    """One of `RUN_EVENT_CODES`: a diagnosis signal, or `validation_carved_out`."""
+    """One of `RUN_EVENT_CODES`: a diagnosis signal, `run_setup` (what the run computes in and
+    whether it shares prefixes) or `validation_carved_out`."""
     level: Literal["info", "warn"]
     step: int
     message: str
