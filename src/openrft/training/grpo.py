@@ -239,8 +239,10 @@ def _timed_trainer_class() -> type:
     from trl.trainer.grpo_trainer import GRPOTrainer
 
     class _Timed(GRPOTrainer):
-        """GRPOTrainer that records how long sampling + scoring took (for `timing`) and, with a
-        `constraint`, samples on the transformers path through it (`constrained_generation`)."""
+        """GRPOTrainer that records how long sampling + scoring took (for `timing`); with
+        `prefix_sharing`, scores each group's prompt once and prefills it once when sampling
+        (`prefix_sharing.py`); with bf16, samples under autocast; with a `constraint`, samples
+        on the transformers path through it (`constrained_generation`)."""
 
         timer: dict[str, float]
         constraint: Any = None
@@ -248,6 +250,7 @@ def _timed_trainer_class() -> type:
         prefix_sharing: bool = False
         """Score each group's prompt once (`prefix_sharing.py`)."""
         eager_attention: bool = False
+        """The model adds its attention mask (eager attention): packed masks are float."""
 
         def _get_per_token_logps_and_entropies(
             self,
