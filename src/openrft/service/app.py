@@ -20,7 +20,17 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
 from openrft.api_errors import envelope, install_error_handlers
-from openrft.service import chat, eval_runs, evals, files, graders, jobs, models, secrets
+from openrft.service import (
+    chat,
+    eval_runs,
+    evals,
+    files,
+    graders,
+    jobs,
+    models,
+    secrets,
+    tools,
+)
 from openrft.service.bodylimit import BodyLimit
 from openrft.service.dashboard import mount_dashboard
 from openrft.service.lifecycle import Validations
@@ -63,7 +73,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         version="0.1.0",
         lifespan=lifespan,
     )
-    for module in (files, jobs, graders, models, secrets, chat, evals, eval_runs):
+    for module in (files, jobs, graders, tools, models, secrets, chat, evals, eval_runs):
         app.include_router(module.router)
     mount_dashboard(app)  # the browser dashboard at `/`
     app.add_middleware(BodyLimit)  # no request body is read whole past 16 MiB
