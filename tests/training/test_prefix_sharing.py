@@ -291,3 +291,37 @@ def test_auto_turns_off_with_a_reason_and_true_refuses(tmp_path: Path) -> None:
     windowed.config._attn_implementation = "flash_attention_2"
     assert "takes no custom mask" in prefix_sharing.decide("auto", windowed).reason
     assert not prefix_sharing.decide(False, windowed).on
+
+
+@pytest.mark.parametrize("kind", sorted(prefix_sharing.VERIFIED))
+def test_every_type_auto_turns_on_for_scores_like_trl(kind: str) -> None:
+    """`auto` turns prefix sharing on for these model types: each packs to TRL's numbers."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    shape = {
+        "vocab_size": 64,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 8,
+        "pad_token_id": 0,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "sliding_window": None,  # Mistral v0.1's 4096 window turns `auto` off (tested above)
+    }
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(kind, **shape))
+    assert prefix_sharing.decide("auto", model).on
+    add_fused_lm_head(model, outputs=("log_probs", "entropy"))
+    ids, mask, new = joined(grpo_batch(64))
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :-new] = -100
+    expected = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+    logps, entropies = prefix_sharing.score(
+        model, ids, mask, new, batch_size=None, compute_entropy=True, autocast=nullcontext, pad_id=0
+    )
+    torch.testing.assert_close(logps, expected.log_probs[:, -new:], **TOLERANCE)
+    torch.testing.assert_close(entropies, expected.entropy[:, -new:], **TOLERANCE)

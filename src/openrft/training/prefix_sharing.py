@@ -34,8 +34,9 @@ import torch
 from openrft.errors import ConfigError, Problem
 
 VERIFIED = frozenset({"llama", "qwen2", "qwen3", "mistral", "smollm3"})
-"""Model types whose forward takes a 4D mask and explicit position ids as this module assumes;
-`llama` and `qwen2` are checked against TRL's path by the exactness tests."""
+"""Model types whose forward takes a 4D mask and explicit position ids as this module assumes:
+each is checked against TRL's fused forward, and `llama` and `qwen2` through the whole trainer
+(losses, gradients, a training step), by `tests/training/test_prefix_sharing.py`."""
 MASK_ATTENTION = frozenset({"sdpa", "eager"})
 
 
