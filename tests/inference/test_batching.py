@@ -319,9 +319,17 @@ def test_a_waiting_request_does_not_sit_out_the_longest_row(
 
     async def answer_all() -> list[Any]:
         with backend._lock:  # hold generation until two requests are taken and one waits
-            asks = [asyncio.create_task(backend.complete(ChatRequest(**b))) for b in bodies]
-            for _ in range(6000):  # a hang guard, not a timing assumption
-                if backend.scheduler.submitted == 3 and len(backend.scheduler._pending) == 1:
+            asks = []
+            for i, b in enumerate(bodies):
+                # one at a time: each request reaches the scheduler before the next is sent, so
+                # the FIFO order (and the step count below) does not depend on thread timing
+                asks.append(asyncio.create_task(backend.complete(ChatRequest(**b))))
+                for _ in range(6000):  # a hang guard, not a timing assumption
+                    if backend.scheduler.submitted == i + 1:
+                        break
+                    await asyncio.sleep(0.01)
+            for _ in range(6000):
+                if len(backend.scheduler._pending) == 1:
                     break
                 await asyncio.sleep(0.01)
         return list(await asyncio.gather(*asks))
