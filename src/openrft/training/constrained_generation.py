@@ -187,7 +187,6 @@ def constrained_generate(
     wraps the (unwrapped, possibly peft) model's `generate` for the duration, so TRL's padding,
     eos masking and distributed unwrapping stay as they are."""
     original = model.generate
-    own = "generate" in vars(model)  # an instance-level generate (custom_generate) is restored
 
     def generate(*args: Any, **kwargs: Any) -> Any:
         ids = kwargs["input_ids"] if "input_ids" in kwargs else args[0]
@@ -198,11 +197,20 @@ def constrained_generate(
         processors[:0] = list(kwargs.pop("logits_processor", None) or [])
         return original(*args, logits_processor=processors, **kwargs)
 
+    with generate_replaced(model, generate):
+        yield
+
+
+@contextmanager
+def generate_replaced(model: Any, generate: Any) -> Iterator[None]:
+    """`model.generate` is `generate` inside; the model's own is back after (an instance-level
+    one, such as a `custom_generate`, restored as it was)."""
+    original = model.__dict__.get("generate")
     model.generate = generate
     try:
         yield
     finally:
-        if own:
+        if original is not None:
             model.generate = original
         else:
             del model.generate

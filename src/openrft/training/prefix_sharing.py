@@ -32,6 +32,7 @@ from typing import Any, Literal
 import torch
 
 from openrft.errors import ConfigError, Problem
+from openrft.training.constrained_generation import generate_replaced
 
 VERIFIED = frozenset({"llama", "qwen2", "qwen3", "mistral", "smollm3"})
 """Model types whose forward takes a 4D mask and explicit position ids as this module assumes:
@@ -252,7 +253,6 @@ def shared_prefill(model: Any) -> Iterator[None]:
     feeds only the tokens the cache lacks). The positions are the ones `generate` gives a
     left-padded row, so the cached keys are the ones it would have computed itself."""
     original = model.generate
-    own = "generate" in vars(model)
 
     def generate(*args: Any, **kwargs: Any) -> Any:
         ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
@@ -263,14 +263,8 @@ def shared_prefill(model: Any) -> Iterator[None]:
             kwargs["past_key_values"] = cache
         return original(**kwargs)
 
-    model.generate = generate
-    try:
+    with generate_replaced(model, generate):
         yield
-    finally:
-        if own:
-            model.generate = original
-        else:
-            del model.generate
 
 
 def prefill(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
