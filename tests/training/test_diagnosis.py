@@ -73,6 +73,7 @@ def line(
         "errors": errors or {},
         "timing": {"step": 0.0, "eval": 0.0},
         "trl": trl or {},
+        "tools": None,
         "warnings": [],
     }
 

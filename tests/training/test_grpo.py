@@ -24,6 +24,7 @@ LINE_KEYS = {
     "errors",
     "timing",
     "trl",
+    "tools",
     "warnings",
     "events",
 }

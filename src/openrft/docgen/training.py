@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from openrft.docgen import model_section
 from openrft.graders.spec import Grader
+from openrft.tools import PythonTool, RemoteTool, Tool
 from openrft.training.config import (
     Budget,
     LoraSettings,
@@ -31,6 +32,8 @@ from openrft.training.dialects import openai, seekrflow, service
 
 NATIVE: list[type[BaseModel]] = [
     TrainingConfig,
+    RemoteTool,
+    PythonTool,
     LoraSettings,
     SFTSettings,
     Budget,
@@ -58,7 +61,7 @@ SEEKRFLOW: list[type[BaseModel]] = [seekrflow.SeekrTrainingConfig, seekrflow.See
 MODELS = NATIVE + OPENAI + SERVICE + SEEKRFLOW
 """Every schema a job config is validated against."""
 
-ALIASES = {"Grader": Grader}
+ALIASES = {"Grader": Grader, "RemoteTool | PythonTool": Tool}
 
 
 def render() -> str:

@@ -3,6 +3,11 @@
 `Sample` follows OpenAI's grader namespace (`output_text`, `output_json`, `output_tools`) and adds
 `output_answer`, the text inside the last `<answer>…</answer>` (or the whole output when there is
 no answer tag), which SeekrFlow graders compare with `item.reference_answer`.
+
+A multi-turn rollout (Agent RFT) is graded on its trajectory (`Sample.from_trajectory`):
+`output_text` is the final answer (the last assistant turn), `output_tools` every call the model
+made, each with the `output` the tool returned, and the namespace adds `turns` (assistant turns)
+and `trajectory` (every message after the prompt, tool turns included).
 """
 
 from __future__ import annotations
@@ -48,6 +53,33 @@ def parse_tool_calls(text: str) -> list[dict[str, Any]]:
     return calls
 
 
+def _openai_call(call: dict[str, Any]) -> dict[str, Any]:
+    """A parsed tool call (arguments as an object) in OpenAI's shape (arguments as JSON text)."""
+    function = call.get("function", call)
+    arguments = function.get("arguments", {})
+    if not isinstance(arguments, str):
+        arguments = json.dumps(arguments, ensure_ascii=False)
+    out: dict[str, Any] = {"type": "function"}
+    if call.get("id"):
+        out["id"] = call["id"]
+    return out | {"function": {"name": function.get("name"), "arguments": arguments}}
+
+
+def _plain(message: dict[str, Any]) -> dict[str, Any]:
+    """A message as JSON-able data, tool-call arguments as JSON text (OpenAI's shape)."""
+    out = {k: v for k, v in message.items() if k != "tool_calls"}
+    if message.get("tool_calls"):
+        out["tool_calls"] = [_openai_call(c) for c in message["tool_calls"]]
+    return out
+
+
+def is_trajectory(completion: Any) -> bool:
+    """Whether a TRL completion (a list of messages) is a multi-turn rollout with tool turns."""
+    return isinstance(completion, list) and any(
+        isinstance(m, dict) and (m.get("role") == "tool" or m.get("tool_calls")) for m in completion
+    )
+
+
 def _parse_json(text: str) -> Any:
     stripped = text.strip()
     if not stripped or stripped[0] not in "{[":
@@ -66,7 +98,12 @@ class Sample:
     output_json: Any = None
     """The output parsed as JSON, when it parses (`None` otherwise)."""
     output_tools: list[dict[str, Any]] = field(default_factory=list)
-    """Tool calls the model made, OpenAI-shaped: `[{"type": "function", "function": {...}}]`."""
+    """Tool calls the model made, OpenAI-shaped: `[{"type": "function", "function": {...}}]`
+    (in a trajectory each also has the tool's `output`)."""
+    turns: int = 1
+    """Assistant turns (more than one in a multi-turn rollout)."""
+    trajectory: list[dict[str, Any]] | None = None
+    """A multi-turn rollout's messages after the prompt; None for a single completion."""
 
     @classmethod
     def from_text(cls, text: str, output_tools: list[dict[str, Any]] | None = None) -> Sample:
@@ -77,6 +114,32 @@ class Sample:
             output_text=text,
             output_json=_parse_json(text),
             output_tools=output_tools or tools or [],
+        )
+
+    @classmethod
+    def from_trajectory(cls, messages: list[dict[str, Any]]) -> Sample:
+        """A rollout's sample: the last assistant turn as the output, every call with the
+        result of the tool turn answering it (in order), the turn count and the messages."""
+        calls: list[dict[str, Any]] = []
+        answered = 0
+        answer = ""
+        turns = 0
+        for message in messages:
+            if message.get("role") == "assistant":
+                turns += 1
+                answer = str(message.get("content") or "")
+                for call in message.get("tool_calls") or []:
+                    calls.append(_openai_call(call))
+            elif message.get("role") == "tool" and answered < len(calls):
+                calls[answered]["output"] = message.get("content")
+                answered += 1
+        base = cls.from_text(answer, output_tools=calls)
+        return cls(
+            output_text=base.output_text,
+            output_json=base.output_json,
+            output_tools=base.output_tools,
+            turns=turns,
+            trajectory=[_plain(m) for m in messages],
         )
 
     @property
@@ -93,6 +156,8 @@ class Sample:
             return self.output_tools
         if name == "output_json" and self.output_json is not None:
             return self.output_json
+        if name in ("turns", "trajectory") and self.trajectory is not None:
+            return getattr(self, name)
         raise KeyError(name)
 
     def namespace(self) -> dict[str, Any]:
@@ -104,4 +169,7 @@ class Sample:
         }
         if self.output_json is not None:
             ns["output_json"] = self.output_json
+        if self.trajectory is not None:
+            ns["turns"] = self.turns
+            ns["trajectory"] = self.trajectory
         return ns

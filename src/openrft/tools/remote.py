@@ -26,7 +26,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,8 +48,15 @@ class RemoteTool(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
+    type: Literal["server"] = "server"
+    """`server` (the default: Agent RFT's tools carry no type)."""
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
     """The function name the model calls."""
+    description: str = Field(default="", max_length=4096)
+    """What the tool does, shown to the model (OpenRFT extension; a row's own `tools` entry of
+    the same name takes precedence)."""
+    parameters: dict[str, Any] = {"type": "object", "properties": {}}
+    """The arguments' JSON schema, shown to the model (OpenRFT extension, as `description`)."""
     server_url: str = Field(max_length=2048)
     """Where calls are POSTed."""
     headers: dict[str, str] = {}
@@ -58,6 +65,11 @@ class RemoteTool(BaseModel):
     """Seconds one attempt may take in all (connect, send, the whole reply)."""
     rate_limit: float | None = Field(default=None, gt=0, le=10_000)
     """Most calls started per second for this tool's URL (per project); `null`: no limit."""
+
+    def tool_schema(self) -> dict[str, Any]:
+        """The tool as chat templates and OpenAI's `tools` take it."""
+        function = {"name": self.name, "description": self.description}
+        return {"type": "function", "function": function | {"parameters": self.parameters}}
 
 
 @dataclass

@@ -50,6 +50,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from openrft.data.split import MAX_VALIDATION_ROWS
 from openrft.graders.python_grader import check_error_rate
+from openrft.training.agent import ToolStats
 from openrft.training.config import Budget, TrainingConfig
 from openrft.training.diagnosis import (
     FAILED_CODE,
@@ -90,7 +91,7 @@ ZERO_VARIANCE_WARNING = 0.75
 
 
 TRL_KEYS = ("kl", "entropy", "frac_reward_zero_std", "reward_std", "loss", "grad_norm")
-TRL_PREFIXES = ("clip_ratio", "completions/")
+TRL_PREFIXES = ("clip_ratio", "completions/", "tools/")
 
 
 def checkpoint_steps(total: int, n: int) -> set[int]:
@@ -163,6 +164,8 @@ class RunCallback(TrainerCallback):
         self.evaluator = evaluator
         self.resumed = resumed
         self.timer: dict[str, float] = {"generate_and_score": 0.0}
+        self.tool_stats = ToolStats()
+        """An agent job's tool calls, counted by the trainer (`agent.py`)."""
         """Filled by the trainer: seconds spent sampling and scoring this step."""
         self.setup: dict[str, tuple[bool, str]] = {}
         """Filled by the trainer builder: `bf16` and `prefix_sharing`, each (on, why)."""
@@ -271,6 +274,7 @@ class RunCallback(TrainerCallback):
         timing["sampling"], timing["grading"] = sampling, grading
         timing["training"] = max(0.0, timing["step"] - sampling - grading)
         line["warnings"] = self._warnings(state.global_step, logs)
+        line["tools"] = self.tool_stats.take()
         findings = self.diagnosis.observe(line)
         line["events"] = [finding.event() for finding in findings]
         for event in line["events"]:
@@ -377,6 +381,7 @@ class RunCallback(TrainerCallback):
             "errors": valid.error_rates if valid and not logs else {},
             "timing": {"step": seconds, "eval": valid.seconds if valid else 0.0},
             "trl": trl,
+            "tools": None,
             "warnings": [],
             "events": [],
         }

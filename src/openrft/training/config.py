@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from openrft.errors import NestedProblems, SpecError
 from openrft.graders import load_grader
 from openrft.graders.spec import Grader
+from openrft.tools import Tool
+from openrft.tools.episode import RESERVED_NAMES
 from openrft.training.constrained_generation import schema_problems, schema_regex
 from openrft.training.diagnosis import DiagnosisSettings
 from openrft.training.precision import resolve_bf16
@@ -39,6 +41,8 @@ MAX_STEPS = 10_000_000
 MAX_BATCH = 65_536
 MAX_TOKENS = 1_048_576
 MAX_PROCESSES = 4096
+MAX_TOOLS = 128
+MAX_EPISODE_STEPS = 1000
 
 LossType = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"]
 
@@ -181,6 +185,16 @@ class TrainingConfig(ConfigModel):
     """Most new tokens per completion."""
     mask_truncated_completions: bool = False
     """Leave completions cut off at `max_completion_length` out of the loss."""
+    tools: list[Tool] = Field(default=[], max_length=MAX_TOOLS)
+    """Tools the model may call during a rollout (Agent RFT): tool servers
+    (`{name, server_url, headers}`, called with OpenAI's `function_call` body) and python
+    functions (`{type: python, name, description, parameters, source}`, run in the sandbox).
+    A rollout goes on until the model answers without a tool call or has made
+    `max_episode_steps` rounds of calls; only the model's own tokens are trained. See
+    docs/agents.md."""
+    max_episode_steps: int = Field(default=10, ge=1, le=MAX_EPISODE_STEPS)
+    """Most rounds of tool calls in one rollout (TRL's `max_tool_calling_iterations`); the
+    model's answer after the last round ends the rollout."""
     max_grader_error_rate: float = Field(default=0.2, ge=0.0, le=1.0)
     """The job fails (`GradingError`) when more than this share of a step's samples hit a grader
     error (and at least 5 of them do: one bad sample in a small batch is noise)."""
@@ -256,10 +270,31 @@ class TrainingConfig(ConfigModel):
             raise NestedProblems(problems)
         return value
 
+    @field_validator("tools")
+    @classmethod
+    def _tools(cls, value: list[Any]) -> list[Any]:
+        names = [tool.name for tool in value]
+        for name in names:
+            if name in RESERVED_NAMES or name.startswith("_"):
+                raise ValueError(
+                    f"a tool cannot be named {name!r} (reserved: reset, get_reward, a leading _)"
+                )
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"tool names must be unique; repeated: {', '.join(repeated)}")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> TrainingConfig:
         if self.method == "reinforcement" and self.grader is None:
             raise ValueError("a reinforcement job needs a `grader`")
+        if self.tools and self.response_format is not None:
+            raise ValueError(
+                "`response_format` constrains every turn, so the model could not write tool "
+                "calls: use one or the other (grade the final answer's JSON with a grader)"
+            )
+        if self.tools and self.method == "supervised":
+            raise ValueError("`tools` are for reinforcement jobs (multi-turn rollouts)")
         if (self.batch_size * self.num_generations) % self.num_processes:
             raise ValueError(
                 f"batch_size * num_generations = {self.batch_size * self.num_generations} "
@@ -334,6 +369,7 @@ def build_grpo_config(config: TrainingConfig, output_dir: Path, n_rows: int) -> 
         temperature=config.temperature,
         top_p=config.top_p,
         max_completion_length=config.max_completion_length,
+        max_tool_calling_iterations=config.max_episode_steps if config.tools else None,
         mask_truncated_completions=config.mask_truncated_completions,
         use_vllm=config.use_vllm,
         vllm_mode=config.vllm_mode,

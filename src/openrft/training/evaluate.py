@@ -23,14 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from openrft.data import Row
+from openrft.graders.sample import Sample
 from openrft.training.config import TrainingConfig
 from openrft.training.constrained_generation import constraint_for, schema_processors
 from openrft.training.records import render_prompt
 from openrft.training.rewards import GraderReward
 from openrft.training.rundir import EvalSample, write_eval_samples
+
+if TYPE_CHECKING:
+    from openrft.training.agent import Agent, Trajectory
 
 EVAL_BATCH = 64
 """Rows generated together; larger batches give more sequences per second on CPU."""
@@ -84,7 +88,12 @@ class EvalSettings:
 
 
 def build_evaluator(
-    config: TrainingConfig, model: Any, tokenizer: Any, rows: list[Row], reward: GraderReward
+    config: TrainingConfig,
+    model: Any,
+    tokenizer: Any,
+    rows: list[Row],
+    reward: GraderReward,
+    agent: Agent | None = None,
 ) -> Evaluator:
     """The `Evaluator` of a job, with the settings it reads from `config`."""
     settings = EvalSettings(
@@ -94,6 +103,7 @@ def build_evaluator(
     )
     evaluator = Evaluator(model, tokenizer, rows, reward, settings)
     evaluator.constraint = constraint_for(config, tokenizer)
+    evaluator.agent = agent
     return evaluator
 
 
@@ -117,13 +127,17 @@ class Evaluator:
         self.settings = settings
         self.constraint: Any = None
         """The `response_format` constraint decoding follows (`constrained_generation.py`)."""
+        self.agent: Agent | None = None
+        """An agent job's tools: each row is a whole rollout (`agent.rollout`)."""
+        self._trajectories: list[Trajectory] = []
 
     def run(self, step: int) -> EvalResult:
         started = perf_counter()
         texts, lengths, prompt_lengths = self.generate()
+        rollouts = [t.messages for t in self._trajectories] or None
         # evaluation grading must not leak into the training step's grader statistics
         saved = self.reward.stats.take()
-        results = self.reward.grade(texts, [row.item for row in self.rows])
+        results = self.reward.grade(texts, [row.item for row in self.rows], None, rollouts)
         self.reward.stats = saved
         flags: Counter[str] = Counter()
         for result in results:
@@ -141,21 +155,35 @@ class Evaluator:
             reasoning_tokens_mean=fmean(reasoning_token_counts(self.tokenizer, texts) or [0]),
             seconds=perf_counter() - started,
             samples=[
-                {
-                    "step": step,
-                    "prompt": row.messages[-1].get("content"),
-                    "reference": row.item.get("reference_answer", dict(row.item)),
-                    "completion": text,
-                    "reward": result.reward,
-                    "sub_rewards": result.sub_rewards,
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                }
-                for row, text, result, prompt_tokens, completion_tokens in zip(
-                    self.rows, texts, results, prompt_lengths, lengths, strict=True
-                )
+                cast(EvalSample, sample)
+                for sample in self._samples(step, texts, results, prompt_lengths, lengths)
             ],
         )
+
+    def _samples(
+        self,
+        step: int,
+        texts: list[str],
+        results: Any,
+        prompt_lengths: list[int],
+        lengths: list[int],
+    ) -> list[dict[str, Any]]:
+        return [
+            {
+                "step": step,
+                "prompt": row.messages[-1].get("content"),
+                "reference": row.item.get("reference_answer", dict(row.item)),
+                "completion": text,
+                "reward": result.reward,
+                "sub_rewards": result.sub_rewards,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+            }
+            | (_trajectory_fields(self._trajectories[i]) if self._trajectories else {})
+            for i, (row, text, result, prompt_tokens, completion_tokens) in enumerate(
+                zip(self.rows, texts, results, prompt_lengths, lengths, strict=True)
+            )
+        ]
 
     def generate(self) -> tuple[list[str], list[int], list[int]]:
         """One completion per row, in batches; returns texts, their token counts and their
@@ -165,11 +193,18 @@ class Evaluator:
         texts: list[str] = []
         lengths: list[int] = []
         prompt_lengths: list[int] = []
+        self._trajectories = []
         was_training = self.model.training
         self.model.eval()
         try:
             for start in range(0, len(self.rows), EVAL_BATCH):
                 batch = self.rows[start : start + EVAL_BATCH]
+                if self.agent is not None:
+                    done = self._rollouts(batch)
+                    texts += [_final_answer(t) for t in done]
+                    lengths += [t.completion_tokens for t in done]
+                    prompt_lengths += [t.prompt_tokens for t in done]
+                    continue
                 with torch.no_grad():
                     new_texts, new_lengths, new_prompts = self._generate_batch(batch)
                 texts += new_texts
@@ -178,6 +213,21 @@ class Evaluator:
         finally:
             self.model.train(was_training)
         return texts, lengths, prompt_lengths
+
+    def _rollouts(self, rows: list[Row]) -> list[Trajectory]:
+        from openrft.training.agent import rollout
+
+        assert self.agent is not None
+        done = rollout(
+            self.model,
+            self.tokenizer,
+            self.agent,
+            rows,
+            max_completion_length=self.settings.max_completion_length,
+            temperature=self.settings.temperature,
+        )
+        self._trajectories += done
+        return done
 
     def _generate_batch(self, rows: list[Row]) -> tuple[list[str], list[int], list[int]]:
         tok = self.tokenizer
@@ -206,6 +256,27 @@ class Evaluator:
             tok.decode(seq[:n], skip_special_tokens=True) for seq, n in zip(new, ends, strict=True)
         ]
         return texts, ends, [int(n) for n in encoded["attention_mask"].sum(dim=1).tolist()]
+
+
+def _final_answer(trajectory: Trajectory) -> str:
+    final = trajectory.messages[-1] if trajectory.messages else {}
+    return str(final.get("content") or "")
+
+
+def _trajectory_fields(trajectory: Trajectory) -> dict[str, Any]:
+    """An agent row's extra sample fields: its messages, turns and tool calls."""
+    episode = trajectory.episode
+    calls = episode.calls if episode is not None else []
+    return {
+        "trajectory": Sample.from_trajectory(trajectory.messages).trajectory or [],
+        "turns": sum(m.get("role") == "assistant" for m in trajectory.messages),
+        "tool_calls": [
+            {"name": c.name, "arguments": c.arguments, "error": c.error, "seconds": c.seconds}
+            for c in calls
+        ],
+        "dropped": bool(episode and episode.dropped),
+        "truncated": trajectory.truncated,
+    }
 
 
 def _length(ids: list[int], eos: int | None, pad: int | None) -> int:

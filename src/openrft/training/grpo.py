@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Any
 from openrft.errors import ConfigError, DatasetError, MissingResourceError, Problem
 from openrft.graders.context import GradeContext
 from openrft.training import prefix_sharing, preflight, report
+from openrft.training.agent import Agent, ToolStats, agent_rewards, prepare_tokenizer
 from openrft.training.callbacks import (
     RunCallback,
     best_checkpoint,
@@ -138,14 +140,18 @@ def _run(config: TrainingConfig, out: Path, *, resume: Path | None, progress: bo
         model, tokenizer = load_model(config)
     if config.method == "supervised":
         return run_supervised(config, model, tokenizer, train_rows, valid_rows, out, started)
-    if config.sft_warmup is not None and resume is None:  # a resumed run loads its adapter
-        supervise(config, config.sft_warmup, model, tokenizer, train_rows, out / "sft")
-    if config.grader is None:  # the config validator already refuses this
-        raise ConfigError([Problem("$.grader", "a reinforcement job needs a `grader`")])
     # a worker hands its job's project, secrets and outbound rules over; local runs get none
     context = GradeContext.from_environment()
+    agent = Agent.of(config, context) if config.tools else None
+    template = prepare_tokenizer(tokenizer) if agent is not None else ""
+    if config.sft_warmup is not None and resume is None:  # a resumed run loads its adapter
+        supervise(config, config.sft_warmup, model, tokenizer, train_rows, out / "sft", agent)
+    if config.grader is None:  # the config validator already refuses this
+        raise ConfigError([Problem("$.grader", "a reinforcement job needs a `grader`")])
     resumed, rows = resume is not None, train_rows
-    preflight.stage(config, model, tokenizer, rows, context, out, resumed=resumed, echo=progress)
+    preflight.stage(
+        config, model, tokenizer, rows, context, out, resumed=resumed, echo=progress, agent=agent
+    )
     if config.preflight.only:  # `openrft train --preflight`: the report is the result
         return TrainResult(out, steps=0, total_steps=0, seconds=perf_counter() - started)
     reward = GraderReward(
@@ -154,11 +160,17 @@ def _run(config: TrainingConfig, out: Path, *, resume: Path | None, progress: bo
         response_format=config.response_format,
         group_size=config.num_generations,  # group-wise graders see one prompt's group
     )
-    evaluator = build_evaluator(config, model, tokenizer, valid_rows, reward)
+    evaluator = build_evaluator(config, model, tokenizer, valid_rows, reward, agent)
     callback = build_run_callback(
         config, out, reward, evaluator, resumed=resume is not None, progress=progress
     )
-    trainer = build_grpo_trainer(config, model, tokenizer, train_rows, reward, callback, out)
+    trainer = build_grpo_trainer(
+        config, model, tokenizer, train_rows, reward, callback, out, agent=agent
+    )
+    if agent is not None:
+        names = ", ".join(tool.name for tool in config.tools)
+        steps = config.max_episode_steps
+        callback.setup["tools"] = (True, f"tools {names} (≤ {steps} rounds of calls); {template}")
     trainer.train(resume_from_checkpoint=str(point) if point else None)
     result = summarize(out, callback, trainer.state, started)
     if trainer.accelerator.is_main_process:
@@ -203,22 +215,34 @@ def build_grpo_trainer(
     reward: GraderReward,
     callback: RunCallback,
     out: Path,
+    agent: Agent | None = None,
 ) -> Any:
-    """A `GRPOTrainer` over `rows` whose checkpoints go to `out/checkpoints`."""
+    """A `GRPOTrainer` over `rows` whose checkpoints go to `out/checkpoints`; with an `agent`,
+    rollouts are multi-turn and call its tools (TRL's `environment_factory`, `agent.py`)."""
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
 
     funcs = reward_functions(reward)
     args = build_grpo_config(config, out / CHECKPOINTS, len(rows))
     args.reward_weights = reward_weights(funcs)
-    trainer = _timed_trainer_class()(
-        model=model,
-        reward_funcs=funcs,
-        args=args,
-        train_dataset=Dataset.from_list(grpo_records(rows, tokenizer)),
-        processing_class=tokenizer,
-        callbacks=[callback],
-    )
+    environment = agent.environment if agent is not None else None
+    records = grpo_records(rows, tokenizer, environment)
+    with warnings.catch_warnings():  # TRL calls it experimental; we pin the TRL we test
+        warnings.filterwarnings("ignore", "You are using 'environment_factory'", UserWarning)
+        trainer = _timed_trainer_class()(
+            model=model,
+            reward_funcs=funcs,
+            args=args,
+            train_dataset=Dataset.from_list(records),
+            processing_class=tokenizer,
+            callbacks=[callback],
+            environment_factory=agent.factories() if agent is not None else None,
+        )
+    if agent is not None:
+        # TRL renders (and types parsed arguments with) each environment's tools: the schemas
+        # the job gives, not ones inferred from the methods' signatures
+        trainer._env_tools = agent.schemas
+        trainer.tool_stats = callback.tool_stats
     trainer.timer = callback.timer
     sharing = prefix_sharing.decide(config.prefix_sharing, model)
     trainer.prefix_sharing = sharing.on
@@ -251,6 +275,10 @@ def _timed_trainer_class() -> type:
         """Score each group's prompt once (`prefix_sharing.py`)."""
         eager_attention: bool = False
         """The model adds its attention mask (eager attention): packed masks are float."""
+        tool_stats: ToolStats | None = None
+        """An agent job's per-step tool metrics (`agent.py`)."""
+        _agent_completions: tuple[list[Any], int] = ([], 0)
+        """The step's completions and how many of them hit `max_completion_length`."""
 
         def _get_per_token_logps_and_entropies(
             self,
@@ -291,9 +319,37 @@ def _timed_trainer_class() -> type:
         def _generate_and_score_completions(self, inputs: Any) -> Any:
             started = perf_counter()
             try:
-                return super()._generate_and_score_completions(inputs)
+                output = super()._generate_and_score_completions(inputs)
             finally:
                 self.timer["generate_and_score"] += perf_counter() - started
+            if self.environments:
+                output = self._agent_step(output)
+            return output
+
+        def _agent_step(self, output: dict[str, Any]) -> dict[str, Any]:
+            """Count the step's tool calls; leave dropped rollouts out of the loss."""
+            episodes: list[Any] = list(self.environments or [])
+            dropped = [i for i, episode in enumerate(episodes) if episode.dropped]
+            if dropped:
+                output["completion_mask"][dropped] = 0
+            if self.tool_stats is not None:
+                tool_mask = output.get("tool_mask")  # 0 on tool turns (padding is 1)
+                tool_tokens = 0 if tool_mask is None else int((tool_mask == 0).sum())
+                completions, truncated = self._agent_completions
+                self.tool_stats.add(episodes, completions, tool_tokens, truncated)
+            return output
+
+        def _calculate_rewards(
+            self, inputs: Any, prompts: Any, completions: Any, completion_ids: Any
+        ) -> Any:
+            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids)
+            if self.environments:
+                ends = {*self.eos_token_ids, self._tokenizer.pad_token_id}
+                cut = sum(1 for ids in completion_ids if ids and ids[-1] not in ends)
+                self._agent_completions = (list(completions), cut)
+                dropped = [bool(episode.dropped) for episode in self.environments]
+                rewards = agent_rewards(rewards, dropped, self.num_generations)
+            return rewards
 
         def _generate_single_turn(self, prompt_ids: Any, *args: Any, **kwargs: Any) -> Any:
             import torch
@@ -325,14 +381,19 @@ def supervise(
     tokenizer: Any,
     rows: list[Row],
     out: Path,
+    agent: Agent | None = None,
 ) -> Any:
-    """A supervised stage (TRL `SFTTrainer`) on `settings.training_file` or the job's rows."""
+    """A supervised stage (TRL `SFTTrainer`) on `settings.training_file` or the job's rows;
+    an agent job's prompts show its tools, as its rollouts' do."""
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
     from trl.trainer.sft_trainer import SFTTrainer
 
     source = read_sft_jsonl(settings.training_file, None) if settings.training_file else rows
-    records = sft_records(source, settings.completion)
+    tools_for = None
+    if agent is not None:
+        tools_for = lambda row: agent.schemas[agent.environment(row)]  # noqa: E731
+    records = sft_records(source, settings.completion, tools_for)
     trainer = SFTTrainer(
         model=model,
         args=build_sft_config(settings, config, out, len(records)),

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import fmean, pstdev, quantiles
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openrft.errors import ConfigError, OpenRFTError, Problem, TemplateError
 from openrft.graders.context import GradeContext
@@ -54,6 +54,9 @@ from openrft.training.config import TrainingConfig
 from openrft.training.records import Row, render_prompt
 from openrft.training.rewards import GraderReward
 from openrft.training.rundir import PREFLIGHT, failing_as
+
+if TYPE_CHECKING:
+    from openrft.training.agent import Agent
 
 __all__ = [
     "PreflightError",
@@ -93,8 +96,12 @@ class Sampled:
     sub_rewards: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    trajectory: list[dict[str, Any]] | None = None
+    """A multi-turn rollout's messages (agent jobs); `completion` is then its final answer."""
 
     def sample(self) -> Sample:
+        if self.trajectory is not None:
+            return Sample.from_trajectory(self.trajectory)
         return Sample.from_text(self.completion)
 
     def shown(self) -> dict[str, Any]:
@@ -173,15 +180,17 @@ def preflight(
     tokenizer: Any,
     rows: Sequence[Row],
     context: GradeContext | None = None,
+    agent: Agent | None = None,
 ) -> PreflightReport:
-    """Sample `config.preflight.prompts` of `rows` × `num_generations`, grade, and judge."""
+    """Sample `config.preflight.prompts` of `rows` × `num_generations`, grade, and judge.
+    With an `agent` (a job with `tools`), each sample is a whole rollout, tools called."""
     if config.grader is None:
         raise ConfigError([Problem("$.grader", "the pre-flight needs a `grader`")])
     settings = config.preflight
     rng = random.Random(config.seed)  # noqa: S311  # picking prompts, not secrets
     picked = rng.sample(list(rows), min(settings.prompts, len(rows)))
     started = perf_counter()
-    sampled = sample(config, model, tokenizer, picked)
+    sampled = sample(config, model, tokenizer, picked, agent)
     sampling = perf_counter() - started
     reward = GraderReward(
         config.grader, context or GradeContext(), response_format=config.response_format
@@ -196,11 +205,17 @@ def preflight(
 
 
 def sample(
-    config: TrainingConfig, model: Any, tokenizer: Any, rows: Sequence[Row]
+    config: TrainingConfig,
+    model: Any,
+    tokenizer: Any,
+    rows: Sequence[Row],
+    agent: Agent | None = None,
 ) -> list[Sampled]:
     """`num_generations` completions of each row's prompt, in batches of `BATCH`, seeded."""
     import torch
 
+    if agent is not None:
+        return _rollouts(config, model, tokenizer, rows, agent)
     prompts = [render_prompt(tokenizer, row) for row in rows]
     jobs = [(i, p) for i, p in enumerate(prompts) for _ in range(config.num_generations)]
     constraint = _constraint(config, tokenizer)
@@ -213,6 +228,50 @@ def sample(
             batch = jobs[start : start + BATCH]
             with torch.no_grad():
                 found += _generate(config, model, tokenizer, batch, rows, constraint)
+    finally:
+        model.train(was_training)
+    return found
+
+
+def _rollouts(
+    config: TrainingConfig, model: Any, tokenizer: Any, rows: Sequence[Row], agent: Agent
+) -> list[Sampled]:
+    """Whole rollouts (`agent.rollout`), `num_generations` per row, sampled as in training."""
+    import torch
+
+    from openrft.training.agent import rollout
+
+    jobs = [i for i in range(len(rows)) for _ in range(config.num_generations)]
+    torch.manual_seed(config.seed)
+    was_training = model.training
+    model.eval()
+    found: list[Sampled] = []
+    try:
+        for start in range(0, len(jobs), BATCH):
+            batch = jobs[start : start + BATCH]
+            done = rollout(
+                model,
+                tokenizer,
+                agent,
+                [rows[i] for i in batch],
+                max_completion_length=config.max_completion_length,
+                temperature=config.temperature,
+            )
+            for group, trajectory in zip(batch, done, strict=True):
+                row = rows[group]
+                final = trajectory.messages[-1] if trajectory.messages else {}
+                found.append(
+                    Sampled(
+                        group=group,
+                        prompt=str(row.messages[-1].get("content") or ""),
+                        reference=row.item.get("reference_answer", dict(row.item)),
+                        completion=str(final.get("content") or ""),
+                        tokens=trajectory.completion_tokens,
+                        truncated=trajectory.truncated,
+                        item=dict(row.item),
+                        trajectory=trajectory.messages,
+                    )
+                )
     finally:
         model.train(was_training)
     return found
@@ -297,7 +356,9 @@ def grade(reward: GraderReward, sampled: list[Sampled], items: Sequence[Any]) ->
         started = perf_counter()
         item = items[group[0].group]
         texts = [s.completion for s in group]
-        results = reward.grade(texts, [item] * len(group), groups=[len(group)])
+        rollouts = [s.trajectory for s in group]
+        trajectories = rollouts if any(r is not None for r in rollouts) else None
+        results = reward.grade(texts, [item] * len(group), [len(group)], trajectories)
         return list(results), perf_counter() - started
 
     if reward.is_async:
@@ -643,6 +704,7 @@ def stage(
     *,
     resumed: bool = False,
     echo: bool = False,
+    agent: Agent | None = None,
 ) -> PreflightReport | None:
     """The pre-flight as a run's first stage (`grpo._run`): None when `preflight.enabled` is
     off or the run resumes (it passed before), unless `preflight.only` asks for it. Writes the
@@ -655,7 +717,7 @@ def stage(
     if not settings.only and (not settings.enabled or resumed):
         return None
     with failing_as(out, "preflight_failed", "preflight", PreflightError):
-        report = preflight(config, model, tokenizer, rows, context)
+        report = preflight(config, model, tokenizer, rows, context, agent)
         if int(os.environ.get("RANK", "0")) == 0:
             write_report(out, report)
         if echo:  # plain text, never parsed as Rich markup

@@ -11,6 +11,7 @@ the job's `seed`). Supervised files, whose rows end with the assistant's answer,
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +73,25 @@ def prompt_only(row: Row) -> Row:
     return row
 
 
-def grpo_records(rows: list[Row], tokenizer: Any = None) -> list[dict[str, Any]]:
+def grpo_records(
+    rows: list[Row], tokenizer: Any = None, environment: Callable[[Row], str] | None = None
+) -> list[dict[str, Any]]:
     """TRL prompt records: conversational `prompt` plus the item as a JSON column.
 
-    When rows carry `tools`, every prompt is rendered to text here with its own row's tool
-    schemas (TRL renders one tool list for the whole run, and will not mix text and chat
-    prompts in a batch)."""
+    An agent job (`environment`: the row's TRL environment name, `training/agent.py`) keeps
+    prompts conversational and adds the `environment` column: TRL renders each prompt with its
+    environment's tool schemas. Otherwise, when rows carry `tools`, every prompt is rendered to
+    text here with its own row's tool schemas (TRL renders one tool list for the whole run, and
+    will not mix text and chat prompts in a batch)."""
+    if environment is not None:
+        return [
+            {
+                "prompt": row.messages,
+                ITEM_COLUMN: json.dumps(row.item),
+                "environment": environment(row),
+            }
+            for row in rows
+        ]
     if tokenizer is None or not any(row.tools for row in rows):
         return [{"prompt": row.messages, ITEM_COLUMN: json.dumps(row.item)} for row in rows]
     return [
@@ -93,9 +107,18 @@ def render_prompt(tokenizer: Any, row: Row) -> str:
     return text
 
 
-def sft_records(rows: list[Row], completion: str | None) -> list[dict[str, Any]]:
+def sft_records(
+    rows: list[Row],
+    completion: str | None,
+    tools_for: Callable[[Row], list[dict[str, Any]] | None] | None = None,
+) -> list[dict[str, Any]]:
     """TRL prompt-completion records: the final assistant message is the target, or, for rows
-    ending with the user, `completion` rendered over the item."""
+    ending with the user, `completion` rendered over the item. The tools a row is shown
+    (`tools_for(row)`, default: its own `tools`) go in a `tools` column (JSON), which TRL's
+    `SFTTrainer` renders into the prompt: an agent's warm-up sees the prompts its rollouts
+    will (a `completion` like `<tool_call>{...}</tool_call>` renders as a call)."""
+    shown = tools_for or (lambda row: row.tools)
+    with_tools = any(shown(row) for row in rows)
     records = []
     for i, row in enumerate(rows):
         if row.messages[-1].get("role") == "assistant":
@@ -113,5 +136,8 @@ def sft_records(rows: list[Row], completion: str | None) -> list[dict[str, Any]]
                     )
                 ]
             )
-        records.append({"prompt": prompt, "completion": [target]})
+        record: dict[str, Any] = {"prompt": prompt, "completion": [target]}
+        if with_tools:
+            record["tools"] = json.dumps(shown(row) or None)
+        records.append(record)
     return records

@@ -30,6 +30,7 @@ This module does not train, sample or write files; metrics files are `callbacks.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 from collections import Counter
@@ -42,7 +43,7 @@ from openrft.graders import GradeContext, grade_batch, load_grader
 from openrft.graders.registry import is_group_wise, is_io_bound
 from openrft.graders.result import GradeResult, GradeResults
 from openrft.graders.reward import ITEM_COLUMN, as_fn, completion_text, group_sizes, items_from
-from openrft.graders.sample import Item, Sample
+from openrft.graders.sample import Item, Sample, is_trajectory
 from openrft.graders.spec import Grader, MultiGrader
 
 __all__ = [
@@ -166,14 +167,20 @@ class GraderReward:
         return as_fn(self.grader, group_size=self.group_size)
 
     def grade(
-        self, texts: Sequence[str], items: Sequence[Item], groups: Sequence[int] | None = None
+        self,
+        texts: Sequence[str],
+        items: Sequence[Item],
+        groups: Sequence[int] | None = None,
+        trajectories: Sequence[list[dict[str, Any]] | None] | None = None,
     ) -> GradeResults:
         """Grade completions against their items (one batch call into the grader engine).
         `groups`: sizes of the consecutive groups of completions for one prompt, for
         group-wise graders; None (validation: one completion per row) makes every completion
-        a group of one."""
+        a group of one. `trajectories`: a multi-turn rollout's messages in place of its text
+        (`Sample.from_trajectory`), None for a single completion."""
         started = perf_counter()
-        samples = [self._sample(text) for text in texts]
+        rollouts = trajectories or [None] * len(texts)
+        samples = [self._sample(t, r) for t, r in zip(texts, rollouts, strict=True)]
         results = grade_batch(
             self.grader, [s for s, _ in samples], items, self.context, groups=groups
         )
@@ -192,7 +199,11 @@ class GraderReward:
         prompts: Sequence[Any] | None = None,
     ) -> GradeResults:
         """Results for this batch, graded once however many reward functions ask."""
-        texts = tuple(completion_text(c) for c in completions)
+        rollouts = [c if is_trajectory(c) else None for c in completions]
+        texts = tuple(
+            json.dumps(c, sort_keys=True, default=str) if c is not None else completion_text(raw)
+            for c, raw in zip(rollouts, completions, strict=True)
+        )
         if prompts is not None and len(prompts) != len(texts):
             raise ValueError(f"{len(prompts)} prompts but {len(texts)} completions")
         # only a group-wise grader needs the items (to find the groups) before the cache check
@@ -204,7 +215,8 @@ class GraderReward:
                 return last[1]
             if items is None:
                 items = items_from(kwargs, len(texts))
-            results = self.grade(texts, items, groups)
+            trajectories = rollouts if any(r is not None for r in rollouts) else None
+            results = self.grade(texts, items, groups, trajectories)
             self.stats.reasoning_tokens += reasoning_tokens(texts, kwargs.get("completion_ids"))
             # `_last[0]` stays the texts: the metrics callback counts their reasoning tokens
             self._last, self._last_groups = (texts, results), groups
@@ -223,8 +235,13 @@ class GraderReward:
             )
         return self.graded(completions, kwargs, prompts).rewards
 
-    def _sample(self, text: str) -> tuple[Sample, str | None]:
-        sample = Sample.from_text(text)
+    def _sample(
+        self, text: str, trajectory: list[dict[str, Any]] | None = None
+    ) -> tuple[Sample, str | None]:
+        if trajectory is not None:
+            sample = Sample.from_trajectory(trajectory)
+        else:
+            sample = Sample.from_text(text)
         if self.response_format is None:
             return sample, None
         return sample, schema_problem(sample.output_json, self.response_format)

@@ -144,6 +144,10 @@ class MetricsLine(TypedDict):
     trl: dict[str, float]
     """TRL's own numbers: kl, entropy, clip ratios, loss, …"""
     warnings: list[str]
+    tools: dict[str, Any] | None
+    """An agent job's tool calls this step (`training/agent.py:ToolStats`): calls and turns
+    per rollout, tool-output tokens per call, latency, error rate, dropped and truncated
+    rollouts, overall and `per_tool`; None without tools (and on the step-0 line)."""
     events: NotRequired[list[RunEvent]]
     """What the run says at this step beyond numbers (a diagnosis, the validation carve-out);
     the service makes each one a job event. Always written (often empty); lines of runs from
@@ -200,6 +204,14 @@ class EvalSample(TypedDict):
     """Tokens of the rendered prompt (runs before 2026-12 did not write them)."""
     completion_tokens: NotRequired[int]
     """Tokens generated, the end-of-sequence token included."""
+    trajectory: NotRequired[list[dict[str, Any]]]
+    """An agent job's rollout: every message after the prompt (`completion` is the final
+    answer); the fields below come with it."""
+    turns: NotRequired[int]
+    tool_calls: NotRequired[list[dict[str, Any]]]
+    """Each call: `name`, `arguments`, `error` (None when it answered), `seconds`."""
+    dropped: NotRequired[bool]
+    truncated: NotRequired[bool]
 
 
 class CheckpointInfo(TypedDict):

@@ -49,7 +49,7 @@ STARTUP_SECONDS = 60.0
 """How long the worker may take to lock itself down before it counts as a sandbox failure."""
 
 Kind = Literal["ok", "runtime", "invalid", "timeout", "memory", "server"]
-_REPLY_KEYS = {"id", "score", "error", "details", "retire"}
+_REPLY_KEYS = {"id", "score", "output", "error", "details", "retire"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class Outcome:
     kind: Kind
     score: float = 0.0
     details: str = ""
+    output: str | None = None
+    """A text answer (a python tool's output, `"returns": "text"` requests)."""
 
 
 class WorkerLost(Exception):
@@ -317,6 +319,10 @@ class SandboxWorker:
             message.get("error"),
             message.get("details", ""),
         )
+        if "output" in message and error is None:
+            if isinstance(message["output"], str):
+                return Outcome("ok", output=message["output"])
+            raise self._lost("violation", "an output that is not a string")
         if "score" in message and error is None:
             if (
                 isinstance(score, int | float)

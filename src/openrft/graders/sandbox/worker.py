@@ -13,7 +13,9 @@ never stdin/stdout: frames are a 4-byte big-endian length and a UTF-8 JSON objec
 2. host → `{"source": ...}`; only now is the user's code compiled and run;
    answer `{"loaded": true}` or `{"error": "runtime", "details": traceback}`.
 3. host → `{"id": n, "sample": {...}, "item": {...}}`; answer `{"id": n, "score": x}` or
-   `{"id": n, "error": "runtime" | "invalid" | "memory", "details": ...}`.
+   `{"id": n, "error": "runtime" | "invalid" | "memory", "details": ...}`. A request with
+   `"returns": "text"` (a python tool's call) is answered `{"id": n, "output": "..."}`: a string
+   as it is, any other value as its JSON text, at most `MAX_OUTPUT_BYTES` encoded.
 
 It does NOT defend the host on its own: the user's code runs in this very process and can forge
 frames on the reply pipe, so the host validates every reply and enforces time from outside.
@@ -41,6 +43,9 @@ from typing import Any
 
 _HEADER = struct.Struct(">I")
 _GRADER_FILE = "grader.py"
+MAX_OUTPUT_BYTES = 1_000_000
+"""Largest text answer (a python tool's output) as encoded in its reply frame; the host refuses
+frames over 1 MiB."""
 
 # Landlock (include/uapi/linux/landlock.h); syscalls 444-446 are the same on every architecture.
 _LL_CREATE, _LL_ADD_RULE, _LL_RESTRICT = 444, 445, 446
@@ -336,6 +341,22 @@ def as_score(value: Any) -> tuple[float | None, str]:
     return None, f"grade() returned {type(value).__name__}, not a float: {str(value)[:200]!r}"
 
 
+def as_output(value: Any) -> dict[str, Any]:
+    """A python tool's return value as its reply: the text, or why there is none."""
+    try:
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return {"error": "invalid", "details": f"the tool returned {type(value).__name__}: {exc}"}
+    size = len(json.dumps(text).encode())
+    if size > MAX_OUTPUT_BYTES:
+        return {
+            "error": "invalid",
+            "details": f"the tool returned {size} bytes; the limit is {MAX_OUTPUT_BYTES}: "
+            "return less (a summary, the first rows)",
+        }
+    return {"output": text}
+
+
 def load(source: str, capture: BoundedText, limit: int) -> tuple[Any, dict[str, Any]]:
     linecache.cache[_GRADER_FILE] = (len(source), None, source.splitlines(True), _GRADER_FILE)
     namespace: dict[str, Any] = {"__name__": "grader", "__file__": _GRADER_FILE}
@@ -363,6 +384,8 @@ def grade_one(
     except BaseException as exc:  # a failing grade() is data, not a crash
         return reply | {"error": "runtime", "details": format_error(exc, capture.take(), limit)}
     capture.take()
+    if request.get("returns") == "text":
+        return reply | as_output(value)
     score, problem = as_score(value)
     return reply | (
         {"score": score} if score is not None else {"error": "invalid", "details": problem}

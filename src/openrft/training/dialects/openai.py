@@ -102,6 +102,11 @@ class ReinforcementMethod(DialectModel):
     """See `ReinforcementHyperparameters`."""
     response_format: dict[str, Any] | None = None
     """`{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}`, or a bare schema."""
+    tools: list[dict[str, Any]] | None = None
+    """Agent RFT: tool servers `{name, server_url, headers}` the model calls during rollouts
+    (OpenRFT also takes `{type: python, name, description, parameters, source}`)."""
+    max_episode_steps: int | None = None
+    """Agent RFT: most rounds of tool calls in one rollout."""
 
 
 class SupervisedMethod(DialectModel):
@@ -220,6 +225,10 @@ def _reinforcement(job: OpenAIJob, grader: Grader, mapped: Mapped) -> None:
     wrapped = (settings.response_format or {}).get("type") == "json_schema"
     inner = ".json_schema.schema" if wrapped else ""  # a schema's problems point inside it
     mapped.set("response_format", fmt, f"{root}.response_format{inner}")
+    if settings.tools is not None:
+        mapped.set("tools", settings.tools, f"{root}.tools")
+    if settings.max_episode_steps is not None:
+        mapped.set("max_episode_steps", settings.max_episode_steps, f"{root}.max_episode_steps")
     hp = _given(settings.hyperparameters, job.hyperparameters)
     at = f"{root}.hyperparameters"
     lr = _number(hp["learning_rate_multiplier"], 1.0) * native_default("learning_rate")
