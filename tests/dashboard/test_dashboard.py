@@ -308,6 +308,73 @@ def test_finished_job_page_has_samples_and_checkpoints(
         page.screenshot(path=SCREENSHOT, full_page=True)
 
 
+AGENT_SAMPLE = {
+    "step": 9,
+    "prompt": "Code of a?",
+    "reference": "7",
+    "completion": "7",
+    "reward": 1.0,
+    "sub_rewards": {},
+    "trajectory": [
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"type": "function", "function": {"name": "lookup", "arguments": "{}"}}],
+        },
+        {"role": "tool", "name": "lookup", "content": "<b>7</b>"},
+        {"role": "assistant", "content": "7"},
+    ],
+    "turns": 2,
+    "tool_calls": [{"name": "lookup", "arguments": "{}", "error": None, "seconds": 0.01}],
+    "dropped": False,
+    "truncated": False,
+}
+TOOLS_LINE = {
+    "step": 1,
+    "tools": {
+        "rollouts": 4,
+        "calls_per_rollout": 1.5,
+        "turns_mean": 2.0,
+        "error_rate": 0.25,
+        "dropped_rollouts": 1,
+        "per_tool": {"lookup": {"calls": 6, "calls_per_rollout": 1.5}},
+    },
+}
+
+
+def test_an_agent_jobs_samples_open_as_trajectories_and_its_tool_calls_are_charted(
+    page: Any, server: Server, client: openai.OpenAI, short_job: str
+) -> None:
+    page.goto(url(server, f"/jobs/{short_job}"))
+    status_is(page, "succeeded")  # then nothing else writes its samples
+    path = rundir.eval_samples_path(server.data_dir / "jobs" / short_job, 9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(AGENT_SAMPLE) + "\n")
+    base = f"http://127.0.0.1:{server.port}/dashboard/api/jobs/{short_job}"
+    mine = {"Authorization": f"Bearer {client.api_key}"}
+    [shown] = httpx.get(base + "/samples?step=9", headers=mine).json()["samples"]
+    assert [m["role"] for m in shown["trajectory"]] == ["assistant", "tool", "assistant"]
+    assert shown["trajectory"][0]["tool_calls"] == [{"name": "lookup", "arguments": "{}"}]
+    page.reload()
+    status_is(page, "succeeded")
+    page.select_option("#sample-step", "9")
+    viewer = page.locator("#samples tbody tr .trajectory").first
+    viewer.locator("summary").click()
+    sync_api.expect(viewer.locator(".tool-call")).to_have_text("→ lookup({})")
+    # a tool's answer is text, never markup
+    sync_api.expect(viewer.locator(".turn-tool pre")).to_have_text("<b>7</b>")
+    assert page.locator("#samples b").count() == 0
+    sync_api.expect(page.locator("#tools-card")).to_be_hidden()  # a job without tools
+    # the page's charts, fed the line a job with tools writes (charts.js is what is tested)
+    feed = """line => {
+        for (const canvas of document.querySelectorAll("canvas")) Chart.getChart(canvas)?.destroy();
+        new JobCharts().add([line]);
+    }"""
+    page.evaluate(feed, TOOLS_LINE)
+    sync_api.expect(page.locator("#tools-card")).to_be_visible()
+    assert chart_points(page, "chart-tools") == 5  # calls, turns, lookup, errors, dropped
+
+
 def test_playground_runs_graders_in_both_dialects_and_audits(
     page: Any, server: Server, client: openai.OpenAI
 ) -> None:

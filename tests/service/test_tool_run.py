@@ -5,6 +5,7 @@ so; a malformed body is a 400 at its field."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -109,3 +110,81 @@ def test_a_bad_body_is_a_400_at_its_field(server: Server) -> None:
     response = post(server, {"tool": {"name": "no spaces allowed", "server_url": "x"}})
     assert response.status_code == 400
     assert "tool.name" in response.text
+
+
+AGENT_GRADER = {
+    "type": "string_check",
+    "name": "exact",
+    "input": "{{ sample.output_text }}",
+    "reference": "{{ item.reference_answer }}",
+    "operation": "eq",
+}
+
+
+def test_an_agent_rft_job_body_is_accepted_and_a_bad_tool_refused_at_its_path(
+    server: Server, tool_server: tuple[list[dict[str, Any]], str]
+) -> None:
+    """An OpenAI SDK job with `method.reinforcement.tools` and `max_episode_steps` (Agent RFT)
+    is created as it is sent; a tool named like TRL's environment hooks is a 400 at its path."""
+    import openai
+
+    _, url = tool_server
+    client = server.client("alpha")
+    rows = [
+        {"messages": [{"role": "user", "content": f"Capital {i}?"}], "reference_answer": "Paris"}
+        for i in range(4)
+    ]
+    text = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    upload = client.files.create(file=("agent.jsonl", text), purpose="fine-tune")
+    tools = [
+        {
+            "name": "lookup",
+            "server_url": f"{url}/lookup",
+            "headers": {"X-Key": "${secret:TOOL_KEY}"},
+        },
+        {
+            "type": "python",
+            "name": "shout",
+            "description": "Upper-case a word",
+            "parameters": {"type": "object", "properties": {"word": {"type": "string"}}},
+            "source": "def shout(word):\n    return word.upper()\n",
+        },
+    ]
+    method: Any = {
+        "type": "reinforcement",
+        "reinforcement": {"grader": AGENT_GRADER, "tools": tools, "max_episode_steps": 3},
+    }
+    job = client.fine_tuning.jobs.create(
+        model="smollm2-135m-instruct", training_file=upload.id, method=method
+    )
+    assert job.status in ("validating_files", "queued")
+    bad: Any = {
+        "type": "reinforcement",
+        "reinforcement": {
+            "grader": AGENT_GRADER,
+            "tools": [{"name": "reset", "server_url": f"{url}/lookup"}],
+        },
+    }
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.fine_tuning.jobs.create(
+            model="smollm2-135m-instruct", training_file=upload.id, method=bad
+        )
+    assert (caught.value.param or "").startswith("method.reinforcement.tools")
+    assert "reset" in caught.value.message
+    client.close()
+
+
+def test_a_python_tool_runs_in_the_projects_sandbox(server: Server) -> None:
+    tool = {
+        "type": "python",
+        "name": "shout",
+        "source": "def shout(word, item):\n    return word.upper() + item['mark']\n",
+        "parameters": {"type": "object", "properties": {"word": {"type": "string"}}},
+    }
+    body = {"tool": tool, "arguments": {"word": "paris"}, "item": {"mark": "!"}}
+    answer = post(server, body).json()
+    assert answer["output"]["output"] == "PARIS!"
+    assert answer["error"] is None
+    failing = post(server, {**body, "arguments": {"nope": 1}}).json()
+    assert "unexpected keyword argument 'nope'" in failing["error"]
+    assert failing["dropped"] is False

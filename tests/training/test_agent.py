@@ -474,3 +474,71 @@ def test_the_trained_agent_is_driven_from_the_openai_sdk_with_the_same_tools(
         client.close()
     assert second.choices[0].finish_reason == "stop"
     assert second.choices[0].message.content in set(CODES.values())
+
+
+ENVIRONMENT = {
+    "source": (
+        "class Environment:\n"
+        "    def reset(self, item):\n"
+        "        self.code, self.calls = item['code'], 0\n"
+        "    def lookup(self):\n"
+        "        self.calls += 1\n"
+        "        return self.code\n"
+        "    def reward(self):\n"
+        "        return 1.0 / self.calls if self.calls else 0.0\n"
+    ),
+    "tools": [{"name": "lookup", "description": ""}],
+}
+
+
+def test_a_stateful_environment_with_a_reward_trains_without_a_grader(
+    agent_model: Path, codes_file: Path, tmp_path: Path, read_lines: Any
+) -> None:
+    body = {
+        "model": str(agent_model),
+        "training_file": str(codes_file),
+        "validation_file": str(codes_file),
+        "environment": ENVIRONMENT,
+        "max_episode_steps": 2,
+        "max_steps": 1,
+        "batch_size": 2,
+        "num_generations": 2,
+        "max_completion_length": 160,
+        "eval_interval": None,
+        "eval_samples": 2,
+        "n_checkpoints": 1,
+        "preflight": {"enabled": False},
+    }
+    config = load(body, dialect="native")
+    assert config.grader is not None
+    assert config.grader.name == "environment"
+    run(config, tmp_path / "run")
+    line = next(line for line in read_lines(tmp_path / "run") if line["step"] == 1)
+    assert line["tools"]["per_tool"]["lookup"]["calls"] >= 1
+    samples = read_eval_samples(eval_samples_path(tmp_path / "run", 0))
+    for sample in samples:
+        calls = len(sample["tool_calls"])
+        assert sample["environment_reward"] == (1.0 / calls if calls else 0.0)
+        assert sample["reward"] == sample["environment_reward"]  # the default grader
+
+
+def test_the_preflight_samples_whole_rollouts(
+    agent_model: Path, codes_file: Path, server: tuple[LookupServer, str]
+) -> None:
+    from openrft.training import preflight
+
+    tools, url = server
+    spec = {"name": "lookup", "server_url": f"{url}/lookup"}
+    config = agent_config(
+        agent_model, codes_file, [spec], preflight={"prompts": 2, "min_signal_share": 0.0}
+    )
+    model = AutoModelForCausalLM.from_pretrained(agent_model)
+    tokenizer = AutoTokenizer.from_pretrained(agent_model)
+    context = GradeContext()
+    agent = Agent.of(config, context)
+    report = preflight.preflight(config, model, tokenizer, load_rows(codes_file), context, agent)
+    assert tools.bodies  # the rollouts called the tool
+    assert report.prompts == 2
+    assert report.samples == 4
+    shown = [s["completion"] for s in report.examples]
+    assert all("<tool_call>" not in text for text in shown)  # the final answers, not the calls

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from openrft.docgen import model_section
 from openrft.graders.spec import Grader
 from openrft.tools import PythonTool, RemoteTool, Tool
+from openrft.tools.environment import EnvironmentSpec, EnvironmentTool
 from openrft.training.config import (
     Budget,
     LoraSettings,
@@ -34,6 +35,8 @@ NATIVE: list[type[BaseModel]] = [
     TrainingConfig,
     RemoteTool,
     PythonTool,
+    EnvironmentSpec,
+    EnvironmentTool,
     LoraSettings,
     SFTSettings,
     Budget,

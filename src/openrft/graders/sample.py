@@ -6,8 +6,9 @@ no answer tag), which SeekrFlow graders compare with `item.reference_answer`.
 
 A multi-turn rollout (Agent RFT) is graded on its trajectory (`Sample.from_trajectory`):
 `output_text` is the final answer (the last assistant turn), `output_tools` every call the model
-made, each with the `output` the tool returned, and the namespace adds `turns` (assistant turns)
-and `trajectory` (every message after the prompt, tool turns included).
+made, each with the `output` the tool returned, and the namespace adds `turns` (assistant turns),
+`trajectory` (every message after the prompt, tool turns included) and, with a stateful
+environment, `environment_reward` (its `reward()`).
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ class Sample:
     """Assistant turns (more than one in a multi-turn rollout)."""
     trajectory: list[dict[str, Any]] | None = None
     """A multi-turn rollout's messages after the prompt; None for a single completion."""
+    environment_reward: float | None = None
+    """A stateful environment's `reward()` at the end of the rollout (None without one)."""
 
     @classmethod
     def from_text(cls, text: str, output_tools: list[dict[str, Any]] | None = None) -> Sample:
@@ -117,7 +120,9 @@ class Sample:
         )
 
     @classmethod
-    def from_trajectory(cls, messages: list[dict[str, Any]]) -> Sample:
+    def from_trajectory(
+        cls, messages: list[dict[str, Any]], environment_reward: float | None = None
+    ) -> Sample:
         """A rollout's sample: the last assistant turn as the output, every call with the
         result of the tool turn answering it (in order), the turn count and the messages."""
         calls: list[dict[str, Any]] = []
@@ -140,6 +145,7 @@ class Sample:
             output_tools=base.output_tools,
             turns=turns,
             trajectory=[_plain(m) for m in messages],
+            environment_reward=environment_reward,
         )
 
     @property
@@ -158,6 +164,8 @@ class Sample:
             return self.output_json
         if name in ("turns", "trajectory") and self.trajectory is not None:
             return getattr(self, name)
+        if name == "environment_reward" and self.environment_reward is not None:
+            return self.environment_reward
         raise KeyError(name)
 
     def namespace(self) -> dict[str, Any]:
@@ -172,4 +180,6 @@ class Sample:
         if self.trajectory is not None:
             ns["turns"] = self.turns
             ns["trajectory"] = self.trajectory
+        if self.environment_reward is not None:
+            ns["environment_reward"] = self.environment_reward
         return ns

@@ -1,6 +1,7 @@
 """`POST /v1/fine_tuning/alpha/tool/run`: test one tool call the way a rollout makes it.
 
-The body names a tool as an Agent RFT job does (`name`, `server_url`, `headers`) and the call's
+The body names a tool as an Agent RFT job does (`name`, `server_url`, `headers`; or a python
+tool, `{type: python, name, source}`, run in the project's sandbox) and the call's
 `arguments` (JSON text, or an object, sent as its JSON text) and `item`; the call goes out exactly
 as during training (`tools/remote.py`: the documented `function_call` body, retries, timeout,
 the 1 MB reply cap, per-tool rate limit, the project's `${secret:NAME}` headers and the
@@ -24,7 +25,7 @@ from openrft.service.deps import ProjectDep, SettingsDep, StoreDep
 from openrft.service.graders import GradingPool
 from openrft.service.settings import Settings
 from openrft.service.store import Store
-from openrft.tools.remote import RemoteTool, ToolOutcome, call
+from openrft.tools import Tool, ToolOutcome, call
 
 router = APIRouter(prefix="/v1/fine_tuning/alpha/tool", tags=["tools"])
 
@@ -34,8 +35,10 @@ class ToolRunRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    tool: RemoteTool
-    """The tool as a job names it: `name`, `server_url`, `headers` (and `timeout`, `rate_limit`)."""
+    tool: Tool
+    """The tool as a job names it: a tool server (`name`, `server_url`, `headers`, `timeout`,
+    `rate_limit`) or a python tool (`type: python`, `name`, `source`, …), run in the
+    project's sandbox."""
     arguments: str | dict[str, Any] = "{}"
     """The call's arguments: JSON text as the model writes it, or an object."""
     item: dict[str, Any] = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Discriminator, Tag
+from pydantic import BeforeValidator
 
 from openrft.graders.context import GradeContext
 from openrft.tools import python_tool, remote
@@ -23,15 +23,17 @@ from openrft.tools.remote import RemoteTool, ToolOutcome
 __all__ = ["PythonTool", "RemoteTool", "Tool", "ToolOutcome", "call"]
 
 
-def _kind(value: Any) -> str:
-    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return "python" if kind == "python" else "server"
+def _tool(value: Any) -> RemoteTool | PythonTool:
+    """A tool by its `type` (a dispatch, not a tagged union: errors keep the user's own paths,
+    `tools[0].name`, with no tag in them)."""
+    if isinstance(value, RemoteTool | PythonTool):
+        return value
+    if isinstance(value, dict) and value.get("type") == "python":
+        return PythonTool.model_validate(value)
+    return RemoteTool.model_validate(value)
 
 
-Tool = Annotated[
-    Annotated[RemoteTool, Tag("server")] | Annotated[PythonTool, Tag("python")],
-    Discriminator(_kind),
-]
+Tool = Annotated[RemoteTool | PythonTool, BeforeValidator(_tool)]
 """A job's tool: a tool server (no `type`, or `server`) or a python function (`python`)."""
 
 

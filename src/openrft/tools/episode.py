@@ -8,6 +8,10 @@ call goes out through `tools.call` (a tool server or the sandbox) with the row's
 `trace_id` per rollout, and is recorded as a `CallRecord`: the trajectory graders see and the
 metrics are counted from.
 
+With an `environment` (`tools/environment.py`), `reset` also starts the rollout's instance in
+the job's environment worker (returning its observation), the environment's methods are tools
+too, and `_finish` reads its `reward()` once the rollout is over.
+
 A call that is `dropped` (a tool server still failing after its retries, the sandbox down)
 drops the rollout: the episode is marked, later calls are not made, and the trainer leaves the
 rollout out of the loss (`training/agent.py`). Names TRL treats specially (`reset`,
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +30,7 @@ from typing import Any
 
 from openrft.graders.context import GradeContext
 from openrft.tools import PythonTool, RemoteTool, ToolOutcome, call
+from openrft.tools.environment import EnvironmentHost, EnvironmentSpec
 
 RESERVED_NAMES = frozenset({"reset", "get_reward"})
 """Method names TRL's environments give a meaning of their own."""
@@ -68,13 +74,33 @@ class CallRecord:
 
 @dataclass
 class Toolbox:
-    """A job's tools and the context their calls run with."""
+    """A job's tools (and stateful environment) and the context their calls run with."""
 
     tools: Sequence[RemoteTool | PythonTool]
     context: GradeContext = field(default_factory=GradeContext)
+    environment: EnvironmentSpec | None = None
 
     def __post_init__(self) -> None:
-        self.by_name = {tool.name: tool for tool in self.tools}
+        self.by_name: dict[str, Any] = {tool.name: tool for tool in self.tools}
+        for method in self.environment.tools if self.environment else ():
+            self.by_name[method.name] = method
+        self._host: EnvironmentHost | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def host(self) -> EnvironmentHost | None:
+        """The environment's worker, started on first use (None without an environment)."""
+        if self.environment is None:
+            return None
+        with self._lock:
+            if self._host is None:
+                self._host = EnvironmentHost(self.environment, self.context)
+            return self._host
+
+    def is_environment_tool(self, name: str) -> bool:
+        return self.environment is not None and any(
+            method.name == name for method in self.environment.tools
+        )
 
     def schemas(self, row_tools: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """The tools as the model is shown them for one row: the row's own `tools` entry of
@@ -82,6 +108,10 @@ class Toolbox:
         the tool's `description` and `parameters`."""
         given = {_function_name(t): t for t in row_tools or ()}
         return [given.get(name) or tool.tool_schema() for name, tool in self.by_name.items()]
+
+    def close(self) -> None:
+        if self._host is not None:
+            self._host.close()
 
 
 def toolset_key(schemas: Sequence[dict[str, Any]]) -> str:
@@ -106,14 +136,41 @@ class Episode:
         self.item: dict[str, Any] = {}
         self.trace_id = ""
         self.dropped = False
+        self.environment_reward: float | None = None
+        """The environment's `reward()` once the rollout is over (`_finish`)."""
+        self.environment_error: str | None = None
+        self._environment: tuple[str, int] | None = None
+        self._finished = False
 
-    def reset(self, **row: Any) -> None:
-        """Start a rollout of `row` (TRL passes the dataset row's columns)."""
+    def reset(self, **row: Any) -> str | None:
+        """Start a rollout of `row` (TRL passes the dataset row's columns); with an
+        environment, its `reset(item)`'s observation (TRL appends it to the prompt)."""
         raw = row.get(ITEM_KEY)
         self.item = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
         self.calls = []
         self.trace_id = uuid.uuid4().hex
         self.dropped = False
+        self.environment_reward = self.environment_error = None
+        self._environment, self._finished = None, False
+        host = self.toolbox.host
+        if host is None:
+            return None
+        key, generation, observation, error = host.reset(self.item)
+        self._environment = (key, generation)
+        if error is not None:  # the rollout cannot run: it is dropped
+            self.dropped, self.environment_error = True, f"reset failed: {error}"
+        return observation
+
+    def _finish(self) -> None:
+        """End the rollout: read the environment's `reward()` (once)."""
+        host = self.toolbox.host
+        if self._finished or host is None or self._environment is None:
+            return
+        self._finished = True
+        if self.environment_error is not None:
+            return
+        value, error = host.reward(*self._environment)
+        self.environment_reward, self.environment_error = value, error
 
     def _call(self, name: str, arguments: dict[str, Any]) -> str:
         text = json.dumps(arguments, ensure_ascii=False)
@@ -122,8 +179,12 @@ class Episode:
             skipped.error = "not called: an earlier call of this rollout was dropped"
             self.calls.append(skipped)
             return skipped.content
-        tool = self.toolbox.by_name[name]
-        outcome = call(tool, text, self.item, self.toolbox.context, trace_id=self.trace_id)
+        host = self.toolbox.host
+        if host is not None and self._environment and self.toolbox.is_environment_tool(name):
+            outcome = host.call(*self._environment, name, arguments)
+        else:
+            tool = self.toolbox.by_name[name]
+            outcome = call(tool, text, self.item, self.toolbox.context, trace_id=self.trace_id)
         record = CallRecord.of(name, outcome)
         self.calls.append(record)
         self.dropped |= record.dropped

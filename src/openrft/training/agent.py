@@ -138,7 +138,8 @@ class Agent:
 
     @classmethod
     def of(cls, config: TrainingConfig, context: GradeContext) -> Agent:
-        return cls(Toolbox(list(config.tools), context), config.max_episode_steps)
+        toolbox = Toolbox(list(config.tools), context, config.environment)
+        return cls(toolbox, config.max_episode_steps)
 
     def environment(self, row: Row) -> str:
         """The environment name for `row` (registering its tool set on first sight)."""
@@ -156,12 +157,13 @@ class Agent:
             self.episode_class = episode_class(self.toolbox)
         return self.episode_class
 
-    def episode(self, row: Row) -> tuple[Episode, list[dict[str, Any]]]:
-        """A reset episode for `row` and the schemas it is shown."""
+    def episode(self, row: Row) -> tuple[Episode, list[dict[str, Any]], str | None]:
+        """A reset episode for `row`, the schemas it is shown and the environment's
+        observation (appended to the prompt)."""
         key = self.environment(row)
         episode = self.episode_type()()
-        episode.reset(openrft_item=json.dumps(row.item))
-        return episode, self.schemas[key]
+        observation = episode.reset(openrft_item=json.dumps(row.item))
+        return episode, self.schemas[key], observation
 
 
 @dataclass
@@ -194,8 +196,11 @@ def rollout(
     from trl.chat_template_utils import parse_response
 
     episodes = [agent.episode(row) for row in rows]
-    conversations = [list(row.messages) for row in rows]
-    out = [Trajectory([], 0, 0, episode=episode) for episode, _ in episodes]
+    conversations = [
+        _observed(list(row.messages), observation)
+        for row, (_, _, observation) in zip(rows, episodes, strict=True)
+    ]
+    out = [Trajectory([], 0, 0, episode=episode) for episode, _, _ in episodes]
     used = [0] * len(rows)
     active = list(range(len(rows)))
     for round_number in range(agent.max_steps + 1):
@@ -254,7 +259,18 @@ def rollout(
             else:
                 out[i].truncated = True
         active = still
+    for episode, _, _ in episodes:
+        episode._finish()
     return out
+
+
+def _observed(messages: list[dict[str, Any]], observation: str | None) -> list[dict[str, Any]]:
+    """The prompt with the environment's observation appended to its last message (as TRL
+    does)."""
+    if observation is None:
+        return messages
+    last = messages[-1]
+    return [*messages[:-1], {**last, "content": str(last.get("content") or "") + observation}]
 
 
 def _until_end(ids: list[int], tokenizer: Any) -> list[int]:

@@ -22,6 +22,7 @@ from openrft.errors import NestedProblems, SpecError
 from openrft.graders import load_grader
 from openrft.graders.spec import Grader
 from openrft.tools import Tool
+from openrft.tools.environment import ENVIRONMENT_REWARD, EnvironmentSpec, class_methods
 from openrft.tools.episode import RESERVED_NAMES
 from openrft.training.constrained_generation import schema_problems, schema_regex
 from openrft.training.diagnosis import DiagnosisSettings
@@ -192,6 +193,11 @@ class TrainingConfig(ConfigModel):
     A rollout goes on until the model answers without a tool call or has made
     `max_episode_steps` rounds of calls; only the model's own tokens are trained. See
     docs/agents.md."""
+    environment: EnvironmentSpec | None = None
+    """A stateful environment (a Python class run in the sandbox, one instance per rollout):
+    `reset(item)`, methods the model calls (named in its `tools`), and an optional `reward()`
+    graders read as `sample.environment_reward` (a job with an environment that has one needs
+    no `grader`). See docs/agents.md."""
     max_episode_steps: int = Field(default=10, ge=1, le=MAX_EPISODE_STEPS)
     """Most rounds of tool calls in one rollout (TRL's `max_tool_calling_iterations`); the
     model's answer after the last round ends the rollout."""
@@ -270,6 +276,11 @@ class TrainingConfig(ConfigModel):
             raise NestedProblems(problems)
         return value
 
+    @property
+    def is_agent(self) -> bool:
+        """Multi-turn rollouts: the job has `tools` or an `environment`."""
+        return bool(self.tools) or self.environment is not None
+
     @field_validator("tools")
     @classmethod
     def _tools(cls, value: list[Any]) -> list[Any]:
@@ -284,16 +295,45 @@ class TrainingConfig(ConfigModel):
             raise ValueError(f"tool names must be unique; repeated: {', '.join(repeated)}")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _environment_reward(cls, data: Any) -> Any:
+        """A job with an environment whose class has `reward()`, and no grader, is scored by
+        that reward."""
+        if not isinstance(data, Mapping) or data.get("grader") is not None:
+            return data
+        environment = data.get("environment")
+        if not isinstance(environment, Mapping) or not isinstance(environment.get("source"), str):
+            return data
+        try:
+            methods = class_methods(
+                environment["source"], environment.get("class_name", "Environment")
+            )
+        except SyntaxError:
+            return data  # the environment's own validation reports it
+        if methods is None or "reward" not in methods:
+            return data
+        grader = {"type": "python", "name": "environment", "source": ENVIRONMENT_REWARD}
+        return {**data, "grader": grader}
+
     @model_validator(mode="after")
     def _consistent(self) -> TrainingConfig:
         if self.method == "reinforcement" and self.grader is None:
             raise ValueError("a reinforcement job needs a `grader`")
-        if self.tools and self.response_format is not None:
+        if self.environment is not None:
+            own = {tool.name for tool in self.tools}
+            for method in self.environment.tools:
+                if method.name in RESERVED_NAMES or method.name.startswith("_"):
+                    raise ValueError(f"an environment tool cannot be named {method.name!r}")
+                if method.name in own:
+                    raise ValueError(f"`{method.name}` is both in `tools` and the environment's")
+        agent = bool(self.tools or self.environment)
+        if agent and self.response_format is not None:
             raise ValueError(
                 "`response_format` constrains every turn, so the model could not write tool "
                 "calls: use one or the other (grade the final answer's JSON with a grader)"
             )
-        if self.tools and self.method == "supervised":
+        if agent and self.method == "supervised":
             raise ValueError("`tools` are for reinforcement jobs (multi-turn rollouts)")
         if (self.batch_size * self.num_generations) % self.num_processes:
             raise ValueError(
@@ -369,7 +409,7 @@ def build_grpo_config(config: TrainingConfig, output_dir: Path, n_rows: int) -> 
         temperature=config.temperature,
         top_p=config.top_p,
         max_completion_length=config.max_completion_length,
-        max_tool_calling_iterations=config.max_episode_steps if config.tools else None,
+        max_tool_calling_iterations=config.max_episode_steps if config.is_agent else None,
         mask_truncated_completions=config.mask_truncated_completions,
         use_vllm=config.use_vllm,
         vllm_mode=config.vllm_mode,

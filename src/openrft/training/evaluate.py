@@ -135,9 +135,13 @@ class Evaluator:
         started = perf_counter()
         texts, lengths, prompt_lengths = self.generate()
         rollouts = [t.messages for t in self._trajectories] or None
+        environment = [
+            t.episode.environment_reward if t.episode else None for t in self._trajectories
+        ]
         # evaluation grading must not leak into the training step's grader statistics
         saved = self.reward.stats.take()
-        results = self.reward.grade(texts, [row.item for row in self.rows], None, rollouts)
+        items = [row.item for row in self.rows]
+        results = self.reward.grade(texts, items, None, rollouts, environment or None)
         self.reward.stats = saved
         flags: Counter[str] = Counter()
         for result in results:
@@ -259,8 +263,8 @@ class Evaluator:
 
 
 def _final_answer(trajectory: Trajectory) -> str:
-    final = trajectory.messages[-1] if trajectory.messages else {}
-    return str(final.get("content") or "")
+    """The last assistant turn's text (a rollout cut off after a tool turn ends with it)."""
+    return Sample.from_trajectory(trajectory.messages).output_text
 
 
 def _trajectory_fields(trajectory: Trajectory) -> dict[str, Any]:
@@ -275,6 +279,7 @@ def _trajectory_fields(trajectory: Trajectory) -> dict[str, Any]:
             for c in calls
         ],
         "dropped": bool(episode and episode.dropped),
+        "environment_reward": episode.environment_reward if episode else None,
         "truncated": trajectory.truncated,
     }
 

@@ -142,40 +142,54 @@ def _run(config: TrainingConfig, out: Path, *, resume: Path | None, progress: bo
         return run_supervised(config, model, tokenizer, train_rows, valid_rows, out, started)
     # a worker hands its job's project, secrets and outbound rules over; local runs get none
     context = GradeContext.from_environment()
-    agent = Agent.of(config, context) if config.tools else None
+    agent = Agent.of(config, context) if config.is_agent else None
     template = prepare_tokenizer(tokenizer) if agent is not None else ""
-    if config.sft_warmup is not None and resume is None:  # a resumed run loads its adapter
-        supervise(config, config.sft_warmup, model, tokenizer, train_rows, out / "sft", agent)
-    if config.grader is None:  # the config validator already refuses this
-        raise ConfigError([Problem("$.grader", "a reinforcement job needs a `grader`")])
-    resumed, rows = resume is not None, train_rows
-    preflight.stage(
-        config, model, tokenizer, rows, context, out, resumed=resumed, echo=progress, agent=agent
-    )
-    if config.preflight.only:  # `openrft train --preflight`: the report is the result
-        return TrainResult(out, steps=0, total_steps=0, seconds=perf_counter() - started)
-    reward = GraderReward(
-        config.grader,
-        context,
-        response_format=config.response_format,
-        group_size=config.num_generations,  # group-wise graders see one prompt's group
-    )
-    evaluator = build_evaluator(config, model, tokenizer, valid_rows, reward, agent)
-    callback = build_run_callback(
-        config, out, reward, evaluator, resumed=resume is not None, progress=progress
-    )
-    trainer = build_grpo_trainer(
-        config, model, tokenizer, train_rows, reward, callback, out, agent=agent
-    )
-    if agent is not None:
-        names = ", ".join(tool.name for tool in config.tools)
-        steps = config.max_episode_steps
-        callback.setup["tools"] = (True, f"tools {names} (≤ {steps} rounds of calls); {template}")
-    trainer.train(resume_from_checkpoint=str(point) if point else None)
-    result = summarize(out, callback, trainer.state, started)
-    if trainer.accelerator.is_main_process:
-        report.write(out)
-    return result
+    with ExitStack() as stack:
+        if agent is not None:  # stops the environment's worker, if it has one
+            stack.callback(agent.toolbox.close)
+        if config.sft_warmup is not None and resume is None:  # a resumed run loads its adapter
+            supervise(config, config.sft_warmup, model, tokenizer, train_rows, out / "sft", agent)
+        if config.grader is None:  # the config validator already refuses this
+            raise ConfigError([Problem("$.grader", "a reinforcement job needs a `grader`")])
+        resumed, rows = resume is not None, train_rows
+        preflight.stage(
+            config,
+            model,
+            tokenizer,
+            rows,
+            context,
+            out,
+            resumed=resumed,
+            echo=progress,
+            agent=agent,
+        )
+        if config.preflight.only:  # `openrft train --preflight`: the report is the result
+            return TrainResult(out, steps=0, total_steps=0, seconds=perf_counter() - started)
+        reward = GraderReward(
+            config.grader,
+            context,
+            response_format=config.response_format,
+            group_size=config.num_generations,  # group-wise graders see one prompt's group
+        )
+        evaluator = build_evaluator(config, model, tokenizer, valid_rows, reward, agent)
+        callback = build_run_callback(
+            config, out, reward, evaluator, resumed=resume is not None, progress=progress
+        )
+        trainer = build_grpo_trainer(
+            config, model, tokenizer, train_rows, reward, callback, out, agent=agent
+        )
+        if agent is not None:
+            names = ", ".join(agent.toolbox.by_name)
+            steps = config.max_episode_steps
+            callback.setup["tools"] = (
+                True,
+                f"tools {names} (≤ {steps} rounds of calls); {template}",
+            )
+        trainer.train(resume_from_checkpoint=str(point) if point else None)
+        result = summarize(out, callback, trainer.state, started)
+        if trainer.accelerator.is_main_process:
+            report.write(out)
+        return result
 
 
 def read_rows(config: TrainingConfig, out: Path) -> tuple[list[Row], list[Row]]:
@@ -342,12 +356,20 @@ def _timed_trainer_class() -> type:
         def _calculate_rewards(
             self, inputs: Any, prompts: Any, completions: Any, completion_ids: Any
         ) -> Any:
+            episodes: list[Any] = list(self.environments or [])
+            for episode in episodes:  # graders read the environment's reward()
+                episode._finish()
             rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids)
             if self.environments:
                 ends = {*self.eos_token_ids, self._tokenizer.pad_token_id}
                 cut = sum(1 for ids in completion_ids if ids and ids[-1] not in ends)
                 self._agent_completions = (list(completions), cut)
-                dropped = [bool(episode.dropped) for episode in self.environments]
+                import torch
+                from accelerate.utils import gather
+
+                # TRL returns every process's rewards: the drop flags are gathered the same way
+                local = [bool(episode.dropped) for episode in self.environments]
+                dropped = gather(torch.tensor(local, device=rewards.device)).tolist()
                 rewards = agent_rewards(rewards, dropped, self.num_generations)
             return rewards
 

@@ -259,13 +259,12 @@ def _rollouts(
             )
             for group, trajectory in zip(batch, done, strict=True):
                 row = rows[group]
-                final = trajectory.messages[-1] if trajectory.messages else {}
                 found.append(
                     Sampled(
                         group=group,
                         prompt=str(row.messages[-1].get("content") or ""),
                         reference=row.item.get("reference_answer", dict(row.item)),
-                        completion=str(final.get("content") or ""),
+                        completion=Sample.from_trajectory(trajectory.messages).output_text,
                         tokens=trajectory.completion_tokens,
                         truncated=trajectory.truncated,
                         item=dict(row.item),

@@ -172,15 +172,18 @@ class GraderReward:
         items: Sequence[Item],
         groups: Sequence[int] | None = None,
         trajectories: Sequence[list[dict[str, Any]] | None] | None = None,
+        environment_rewards: Sequence[float | None] | None = None,
     ) -> GradeResults:
         """Grade completions against their items (one batch call into the grader engine).
         `groups`: sizes of the consecutive groups of completions for one prompt, for
         group-wise graders; None (validation: one completion per row) makes every completion
         a group of one. `trajectories`: a multi-turn rollout's messages in place of its text
-        (`Sample.from_trajectory`), None for a single completion."""
+        (`Sample.from_trajectory`), None for a single completion; `environment_rewards`: each
+        rollout's environment `reward()`."""
         started = perf_counter()
         rollouts = trajectories or [None] * len(texts)
-        samples = [self._sample(t, r) for t, r in zip(texts, rollouts, strict=True)]
+        extra = environment_rewards or [None] * len(texts)
+        samples = [self._sample(t, r, e) for t, r, e in zip(texts, rollouts, extra, strict=True)]
         results = grade_batch(
             self.grader, [s for s, _ in samples], items, self.context, groups=groups
         )
@@ -216,7 +219,9 @@ class GraderReward:
             if items is None:
                 items = items_from(kwargs, len(texts))
             trajectories = rollouts if any(r is not None for r in rollouts) else None
-            results = self.grade(texts, items, groups, trajectories)
+            episodes = kwargs.get("environments") or ()
+            environment = [getattr(e, "environment_reward", None) for e in episodes] or None
+            results = self.grade(texts, items, groups, trajectories, environment)
             self.stats.reasoning_tokens += reasoning_tokens(texts, kwargs.get("completion_ids"))
             # `_last[0]` stays the texts: the metrics callback counts their reasoning tokens
             self._last, self._last_groups = (texts, results), groups
@@ -236,10 +241,13 @@ class GraderReward:
         return self.graded(completions, kwargs, prompts).rewards
 
     def _sample(
-        self, text: str, trajectory: list[dict[str, Any]] | None = None
+        self,
+        text: str,
+        trajectory: list[dict[str, Any]] | None = None,
+        environment_reward: float | None = None,
     ) -> tuple[Sample, str | None]:
         if trajectory is not None:
-            sample = Sample.from_trajectory(trajectory)
+            sample = Sample.from_trajectory(trajectory, environment_reward)
         else:
             sample = Sample.from_text(text)
         if self.response_format is None:

@@ -46,6 +46,8 @@ MAX_SAMPLES = 64
 """Samples returned for one evaluation step."""
 MAX_TEXT = 4000
 """Characters kept of each prompt, reference and completion."""
+MAX_TURNS = 64
+"""Messages of a trajectory (and calls of a message) the sample view shows."""
 SCAN_FOR_VALID = 500
 """Metrics events read back, newest first, to find a job's latest validation reward."""
 
@@ -211,12 +213,37 @@ def _sample(value: EvalSample, references: Mapping[str, Any]) -> dict[str, Any]:
     reference = value.get("reference")
     if reference is None and isinstance(value.get("prompt"), str):
         reference = references.get(value["prompt"])
-    return {
+    shown = {
         "prompt": _clip(value.get("prompt")),
         "reference": _clip(reference),
         "completion": _clip(value.get("completion")),
         "reward": value.get("reward"),
         "sub_rewards": sub if isinstance(sub, dict) else {},
+    }
+    trajectory = value.get("trajectory")
+    if isinstance(trajectory, list):  # an agent job's rollout, for the trajectory viewer
+        shown["trajectory"] = [_turn(m) for m in trajectory[:MAX_TURNS] if isinstance(m, dict)]
+        shown["dropped"] = bool(value.get("dropped"))
+        shown["truncated"] = bool(value.get("truncated"))
+    return shown
+
+
+def _turn(message: dict[str, Any]) -> dict[str, Any]:
+    """One message of a trajectory as the viewer shows it: role, text, calls (name and
+    arguments), every text clipped."""
+    calls = message.get("tool_calls")
+    listed = calls if isinstance(calls, list) else []
+    return {
+        "role": _clip(str(message.get("role", ""))),
+        "content": _clip(message.get("content")),
+        "tool_calls": [
+            {
+                "name": _clip(str(call.get("function", {}).get("name", ""))),
+                "arguments": _clip(call.get("function", {}).get("arguments")),
+            }
+            for call in listed[:MAX_TURNS]
+            if isinstance(call, dict) and isinstance(call.get("function"), dict)
+        ],
     }
 
 

@@ -143,6 +143,13 @@ class JobCharts {
     this.kl = new SeriesChart(byId("chart-kl"), { yLabel: "KL", y2Label: "entropy" });
     this.errors = new SeriesChart(byId("chart-errors"), { yLabel: "share of samples", min: 0, max: 0.1 });
     this.errors.add("highest flag rate", 0, 0); // a flat zero line reads better than an empty chart
+    // an agent job's tool calls (metrics lines with a `tools` section); hidden otherwise
+    this.tools = new SeriesChart(byId("chart-tools"), {
+      yLabel: "per rollout",
+      y2Label: "share",
+      min: 0,
+    });
+    this.toolsCard = byId("tools-card");
   }
 
   add(points) {
@@ -173,8 +180,22 @@ class JobCharts {
       const rates = Object.values(errors).filter((v) => typeof v === "number");
       if (Object.keys(p).length) this.errors.add("highest flag rate", step, Math.max(0, ...rates));
       for (const [flag, rate] of Object.entries(errors)) this.errors.add(flag, step, rate);
+      const tools = p.tools;
+      if (tools && typeof tools === "object") {
+        this.toolsCard.hidden = false;
+        this.tools.add("calls per rollout", step, tools.calls_per_rollout);
+        this.tools.add("turns per rollout", step, tools.turns_mean);
+        for (const [name, one] of Object.entries(tools.per_tool || {})) {
+          this.tools.add(name + " calls per rollout", step, one.calls_per_rollout, { colorKey: name });
+        }
+        const share = { yAxisID: "y2", borderDash: [6, 4] };
+        this.tools.add("call error rate", step, tools.error_rate, share);
+        const rollouts = tools.rollouts || 0;
+        const dropped = rollouts ? tools.dropped_rollouts / rollouts : null;
+        this.tools.add("dropped rollouts", step, dropped, share);
+      }
     }
-    for (const chart of [this.reward, this.graders, this.length, this.kl, this.errors]) {
+    for (const chart of [this.reward, this.graders, this.length, this.kl, this.errors, this.tools]) {
       chart.draw();
     }
   }

@@ -297,6 +297,29 @@
     );
   }
 
+  // An agent rollout, turn by turn: the model's text and calls, the tools' answers.
+  function trajectoryView(s) {
+    const turns = s.trajectory.map((m) => {
+      const calls = (m.tool_calls || []).map((c) =>
+        el("div", { class: "tool-call" }, "→ " + c.name + "(" + (c.arguments ?? "") + ")"),
+      );
+      const text = m.content ? el("pre", {}, m.content) : null;
+      return el("li", { class: "turn turn-" + m.role }, el("strong", {}, m.role), text, ...calls);
+    });
+    const flags = [s.dropped ? "dropped" : null, s.truncated ? "truncated" : null].filter(Boolean);
+    const summary = el(
+      "summary",
+      {},
+      s.trajectory.length + " messages" + (flags.length ? " · " + flags.join(", ") : ""),
+    );
+    return el(
+      "div",
+      { class: "trajectory" },
+      el("pre", {}, s.completion ?? ""),
+      el("details", {}, summary, el("ol", { class: "plain turns" }, ...turns)),
+    );
+  }
+
   async function refreshSamples() {
     const query = sampleStep === null ? "" : "?step=" + sampleStep;
     const result = await ORFT.api(dash + "/samples" + query);
@@ -311,7 +334,7 @@
         {},
         el("td", {}, el("pre", {}, s.prompt ?? "—")),
         el("td", {}, el("pre", {}, s.reference ?? "—")),
-        el("td", {}, el("pre", {}, s.completion ?? "")),
+        el("td", {}, s.trajectory ? trajectoryView(s) : el("pre", {}, s.completion ?? "")),
         el("td", { class: "num reward-cell" }, ORFT.number(s.reward)),
         el("td", {}, subRewards(s.sub_rewards)),
       ),
