@@ -313,3 +313,32 @@ def test_graders_run_cli(service: tuple[Service, str], tmp_path: Path) -> None:
     assert outcome.exit_code == 0, outcome.output
     result = json.loads(outcome.stdout)
     assert (result["reward"], result["metadata"]["scores"]["seen"]) == (0.3, 7)
+
+
+def test_a_rollout_reaches_the_endpoint_with_its_whole_trajectory(
+    service: tuple[Service, str],
+) -> None:
+    """An agent rollout's sample carries every turn (Agent RFT: the endpoint grades the trace)."""
+    from openrft.graders.sample import Sample
+
+    svc, url = service
+    messages = [
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"type": "function", "function": {"name": "add", "arguments": {"a": 1}}}
+            ],
+        },
+        {"role": "tool", "name": "add", "content": "3"},
+        {"role": "assistant", "content": "It is 3"},
+    ]
+    [result] = grade_batch(
+        spec(f"{url}/grade"), [Sample.from_trajectory(messages)], [{"id": 1}], FAST
+    )
+    sample = svc.calls[0][2]["sample"]
+    assert sample["output_text"] == "It is 3"
+    assert sample["turns"] == 2
+    assert sample["trajectory"][1] == {"role": "tool", "name": "add", "content": "3"}
+    assert sample["output_tools"][0]["output"] == "3"
+    assert result.reward == 0.7

@@ -200,3 +200,38 @@ def test_a_tenant_cannot_reach_loopback(server: tuple[ToolServer, str]) -> None:
     assert outcome.output is None
     assert not tools.bodies
     assert outcome.error
+
+
+@pytest.mark.parametrize(
+    ("path", "dropped"),
+    [("slow", True), ("down", True), ("big", False), ("unreachable", True), ("add", False)],
+)
+def test_in_a_rollout_a_failing_tool_drops_it_and_later_calls_are_not_made(
+    server: tuple[ToolServer, str], path: str, dropped: bool
+) -> None:
+    """The rollout's view (`tools/episode.py`): a timeout, 5xx after retries or an unreachable
+    server drops the rollout, whose next calls go nowhere; a 2 MB reply is an error the model
+    sees and the rollout goes on."""
+    from openrft.tools.episode import Toolbox, episode_class
+
+    tools, url = server
+    where = "http://127.0.0.1:9/none" if path == "unreachable" else f"{url}/{path}"
+    box = Toolbox([RemoteTool(name="add", server_url=where, timeout=0.3)], FAST)
+    episode: Any = episode_class(box)()
+    episode.reset(openrft_item=json.dumps({"row": 1}))
+    first = episode.add(a=1, b=2)
+    assert episode.dropped is dropped
+    sent = len(tools.bodies)
+    second = episode.add(a=3, b=4)
+    if dropped:
+        assert len(tools.bodies) == sent  # nothing more is sent for a dropped rollout
+        assert "not called" in second
+    else:
+        assert len(tools.bodies) == sent + 1
+    assert [c.dropped for c in episode.calls] == [dropped, dropped]
+    if path == "big":
+        assert first.startswith("error: ")
+    if path == "add":
+        assert first == '{"sum": 3}'
+        assert {b["trace_id"] for b in tools.bodies} == {episode.trace_id}  # one per rollout
+        assert tools.bodies[0]["item"] == {"row": 1}

@@ -542,3 +542,22 @@ def test_the_preflight_samples_whole_rollouts(
     assert report.samples == 4
     shown = [s["completion"] for s in report.examples]
     assert all("<tool_call>" not in text for text in shown)  # the final answers, not the calls
+
+
+def test_rollouts_cut_off_at_max_completion_length_are_counted(
+    agent_model: Path, codes_file: Path, server: tuple[LookupServer, str], tmp_path: Path
+) -> None:
+    """The budget spans every turn: a call that leaves no room for the tool's answer ends the
+    rollout there, and the rollouts that hit the limit are counted."""
+    _, url = server
+    spec = {"name": "lookup", "server_url": f"{url}/lookup"}
+    config = agent_config(agent_model, codes_file, [spec], max_completion_length=48)
+    trainer = _trainer(config, tmp_path)
+    trainer.tool_stats.__init__()
+    batch = [trainer.train_dataset[i] for i in (0, 0, 1, 1)]
+    torch.manual_seed(1)
+    inputs = trainer._generate_and_score_completions(batch)
+    assert inputs["completion_ids"].shape[1] <= 48
+    section = trainer.tool_stats.take()
+    assert section["truncated_rollouts"] >= 1
+    assert section["tool_tokens_per_call"] == 0  # no answer fitted: none was appended

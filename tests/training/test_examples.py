@@ -1,4 +1,5 @@
-"""The shipped demo config loads, and runs end to end (on the tiny model, for one step)."""
+"""The shipped demo configs (the sums demo, the agent examples) load, and run end to end (on the
+tiny model, for one step)."""
 
 import json
 from pathlib import Path
@@ -60,7 +61,11 @@ def test_agent_example_data_is_what_the_generator_writes() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     train, valid = module.rows()
-    for name, rows in (("train.jsonl", train), ("valid.jsonl", valid)):
+    for name, rows in (
+        ("train.jsonl", train),
+        ("valid.jsonl", valid),
+        ("guess.jsonl", module.guess_rows()),
+    ):
         shipped = [json.loads(x) for x in (AGENT / name).read_text().splitlines()]
         assert shipped == rows
     pairs = {(r["a"], r["b"]) for r in train}
@@ -99,3 +104,42 @@ def test_agent_example_config_runs(tiny_model: Path, tmp_path: Path, read_lines:
     lines = read_lines(tmp_path)
     assert [x["step"] for x in lines] == [0, 1]
     assert lines[1]["tools"]["rollouts"] == 4  # a tiny random model rarely calls: 0 calls is fine
+
+
+def test_environment_example_plays_the_game_and_rewards_with_its_own_score() -> None:
+    from openrft.graders import GradeContext
+    from openrft.tools.episode import Toolbox, episode_class
+
+    config = load_file(AGENT / "guess.yaml")
+    assert config.environment is not None
+    assert config.grader is not None
+    assert config.grader.name == "environment"  # no grader given: scored by reward()
+    box = Toolbox([], GradeContext(), config.environment)
+    try:
+        episode: Any = episode_class(box)()
+        episode.reset(openrft_item=json.dumps({"secret": 37}))
+        assert [episode.guess(number=n) for n in (50, 25, 37)] == ["lower", "higher", "correct"]
+        episode._finish()
+        assert episode.environment_reward == 1 / 3
+    finally:
+        box.close()
+    rows = [json.loads(x) for x in (AGENT / "guess.jsonl").read_text().splitlines()]
+    assert len(rows) == 60
+    assert all(1 <= row["secret"] <= 100 for row in rows)
+
+
+def test_environment_example_config_runs(tiny_model: Path, tmp_path: Path, read_lines: Any) -> None:
+    config = load_file(AGENT / "guess.yaml")
+    assert config.sft_warmup is not None
+    small = {
+        "model": str(tiny_model),
+        "max_steps": 1,
+        "eval_samples": 2,
+        "num_generations": 2,
+        "batch_size": 2,
+        "max_completion_length": 16,
+        "sft_warmup": config.sft_warmup.model_copy(update={"max_steps": 1, "batch_size": 2}),
+    }
+    result = run(config.model_copy(update=small), tmp_path)
+    assert result.steps == 1
+    assert read_lines(tmp_path)[1]["tools"]["rollouts"] == 4

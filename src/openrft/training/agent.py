@@ -33,6 +33,7 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from statistics import fmean
 from typing import Any
 
@@ -312,14 +313,16 @@ class ToolStats:
     tool_tokens: int = 0
     """Tokens of tool turns (masked out of the loss)."""
     truncated: int = 0
-    """Rollouts that hit `max_completion_length`."""
+    """Rollouts that hit `max_completion_length` (`ending`)."""
+    step_limited: int = 0
+    """Rollouts that ended with a call unanswered after `max_episode_steps` rounds."""
 
     def add(
         self,
         episodes: Sequence[Episode],
         completions: Sequence[Any],
         tool_tokens: int,
-        truncated: int,
+        endings: Sequence[str],
     ) -> None:
         self.rollouts += len(episodes)
         self.dropped += sum(e.dropped for e in episodes)
@@ -329,7 +332,8 @@ class ToolStats:
             if isinstance(completion, list):
                 self.turns.append(sum(m.get("role") == "assistant" for m in completion))
         self.tool_tokens += tool_tokens
-        self.truncated += truncated
+        self.truncated += sum(e == "truncated" for e in endings)
+        self.step_limited += sum(e == "step_limit" for e in endings)
 
     def take(self) -> dict[str, Any] | None:
         """The step's `tools` metrics section (None when no rollout ran), counting afresh."""
@@ -348,6 +352,7 @@ class ToolStats:
             "error_rate": _share(calls, lambda r: r.error is not None),
             "dropped_rollouts": self.dropped,
             "truncated_rollouts": self.truncated,
+            "step_limited_rollouts": self.step_limited,
             "per_tool": {
                 name: {
                     "calls": len(records),
@@ -361,6 +366,24 @@ class ToolStats:
         }
         self.__init__()  # type: ignore[misc]
         return section
+
+
+def ending(completion: Any, ids: Sequence[int], ends: set[int], max_steps: int) -> str:
+    """How a training rollout ended: `answered` (a turn without calls), `truncated` (it ran out
+    of `max_completion_length`: cut mid-turn, or a call whose answer no longer fitted) or
+    `step_limit` (a call left unanswered after `max_steps` rounds)."""
+    if ids and ids[-1] not in ends:
+        return "truncated"
+    messages = completion if isinstance(completion, list) else []
+    last = messages[-1] if messages else {}
+    if not (last.get("role") == "assistant" and last.get("tool_calls")):
+        return "answered"
+    rounds = sum(
+        1
+        for before, after in pairwise(messages)
+        if before.get("tool_calls") and after.get("role") == "tool"
+    )
+    return "step_limit" if rounds >= max_steps else "truncated"
 
 
 def _share(records: Sequence[CallRecord], test: Any) -> float:

@@ -32,7 +32,7 @@ from typing import Any
 from openrft.errors import ConfigError, DatasetError, MissingResourceError, Problem
 from openrft.graders.context import GradeContext
 from openrft.training import prefix_sharing, preflight, report
-from openrft.training.agent import Agent, ToolStats, agent_rewards, prepare_tokenizer
+from openrft.training.agent import Agent, ToolStats, agent_rewards, ending, prepare_tokenizer
 from openrft.training.callbacks import (
     RunCallback,
     best_checkpoint,
@@ -291,8 +291,8 @@ def _timed_trainer_class() -> type:
         """The model adds its attention mask (eager attention): packed masks are float."""
         tool_stats: ToolStats | None = None
         """An agent job's per-step tool metrics (`agent.py`)."""
-        _agent_completions: tuple[list[Any], int] = ([], 0)
-        """The step's completions and how many of them hit `max_completion_length`."""
+        _agent_completions: tuple[list[Any], list[str]] = ([], [])
+        """The step's completions and how each rollout ended (`agent.ending`)."""
 
         def _get_per_token_logps_and_entropies(
             self,
@@ -349,8 +349,8 @@ def _timed_trainer_class() -> type:
             if self.tool_stats is not None:
                 tool_mask = output.get("tool_mask")  # 0 on tool turns (padding is 1)
                 tool_tokens = 0 if tool_mask is None else int((tool_mask == 0).sum())
-                completions, truncated = self._agent_completions
-                self.tool_stats.add(episodes, completions, tool_tokens, truncated)
+                completions, endings = self._agent_completions
+                self.tool_stats.add(episodes, completions, tool_tokens, endings)
             return output
 
         def _calculate_rewards(
@@ -362,8 +362,12 @@ def _timed_trainer_class() -> type:
             rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids)
             if self.environments:
                 ends = {*self.eos_token_ids, self._tokenizer.pad_token_id}
-                cut = sum(1 for ids in completion_ids if ids and ids[-1] not in ends)
-                self._agent_completions = (list(completions), cut)
+                steps = self.max_tool_calling_iterations
+                endings = [
+                    ending(c, ids, ends, steps)
+                    for c, ids in zip(completions, completion_ids, strict=True)
+                ]
+                self._agent_completions = (list(completions), endings)
                 import torch
                 from accelerate.utils import gather
 
