@@ -561,3 +561,44 @@ def test_rollouts_cut_off_at_max_completion_length_are_counted(
     section = trainer.tool_stats.take()
     assert section["truncated_rollouts"] >= 1
     assert section["tool_tokens_per_call"] == 0  # no answer fitted: none was appended
+
+
+def test_what_is_trained_is_what_was_sampled_token_for_token(
+    agent_model: Path, codes_file: Path, server: tuple[LookupServer, str], tmp_path: Path
+) -> None:
+    """No re-tokenization drift: the model's turns in the training batch are the very ids each
+    turn sampled (TRL appends tool turns as ids; nothing is decoded and encoded again)."""
+    _, url = server
+    spec = {"name": "lookup", "server_url": f"{url}/lookup"}
+    config = agent_config(agent_model, codes_file, [spec])
+    trainer = _trainer(config, tmp_path)
+    sampled: list[list[int]] = []
+    generate = trainer._generate_single_turn
+
+    def record(prompt_ids: Any, *args: Any, **kwargs: Any) -> Any:
+        ids, logprobs = generate(prompt_ids, *args, **kwargs)
+        sampled.extend(list(x) for x in ids)
+        return ids, logprobs
+
+    trainer._generate_single_turn = record
+    batch = [trainer.train_dataset[i] for i in (0, 0, 1, 1)]
+    torch.manual_seed(1)
+    inputs = trainer._generate_and_score_completions(batch)
+    pad = trainer.processing_class.pad_token_id
+    trained: list[list[int]] = []
+    for row in range(inputs["completion_ids"].shape[0]):
+        ids = inputs["completion_ids"][row].tolist()
+        mask = inputs["tool_mask"][row].tolist()
+        length = int(inputs["completion_mask"][row].sum())
+        segment: list[int] = []
+        for token, own in zip(ids[:length], mask[:length], strict=True):
+            if own:
+                segment.append(token)
+            elif segment:
+                trained.append(segment)
+                segment = []
+        trained += [segment] if segment else []
+    turns = [[t for t in s if t != pad] or s for s in sampled]
+    assert len(trained) > len(batch)  # some rollouts had a second turn
+    for segment in trained:
+        assert any(segment == turn[: len(segment)] for turn in turns), segment
