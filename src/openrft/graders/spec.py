@@ -304,6 +304,19 @@ class LabelModelGrader(GraderModel):
         return self
 
 
+def parse_source(value: str) -> ast.Module:
+    """A user's Python source (a python grader's, tool's or environment's), parsed; a
+    `ValueError` saying what is wrong when it is over `MAX_PYTHON_SOURCE_BYTES` or does not
+    parse."""
+    size = len(value.encode())
+    if size > MAX_PYTHON_SOURCE_BYTES:
+        raise ValueError(f"source is {size} bytes; the limit is {MAX_PYTHON_SOURCE_BYTES}")
+    try:
+        return ast.parse(value)
+    except SyntaxError as exc:
+        raise ValueError(f"source does not parse: line {exc.lineno}: {exc.msg}") from None
+
+
 class PythonGrader(GraderModel):
     """Runs the user's `def grade(sample, item) -> float` in the sandbox (or, OpenRFT extension,
     `def grade_group(samples, item) -> list[float]`, which scores a prompt's whole group)."""
@@ -326,13 +339,7 @@ class PythonGrader(GraderModel):
     @field_validator("source")
     @classmethod
     def _source(cls, value: str) -> str:
-        size = len(value.encode())
-        if size > MAX_PYTHON_SOURCE_BYTES:
-            raise ValueError(f"source is {size} bytes; the limit is {MAX_PYTHON_SOURCE_BYTES}")
-        try:
-            tree = ast.parse(value)
-        except SyntaxError as exc:
-            raise ValueError(f"source does not parse: line {exc.lineno}: {exc.msg}") from None
+        tree = parse_source(value)
         found = {
             node.name: node
             for node in tree.body

@@ -41,7 +41,7 @@ from openrft.graders.context import GradeContext
 from openrft.graders.python_grader import limits_from
 from openrft.graders.sandbox import SandboxWorker, check_policy, detect_layers
 from openrft.graders.sandbox.process import Outcome, WorkerLost
-from openrft.graders.spec import MAX_PYTHON_SOURCE_BYTES
+from openrft.graders.spec import parse_source
 from openrft.tools.python_tool import NAME_PATTERN
 from openrft.tools.remote import ToolOutcome
 
@@ -111,13 +111,7 @@ class EnvironmentSpec(BaseModel):
     @field_validator("source")
     @classmethod
     def _source(cls, value: str) -> str:
-        size = len(value.encode())
-        if size > MAX_PYTHON_SOURCE_BYTES:
-            raise ValueError(f"source is {size} bytes; the limit is {MAX_PYTHON_SOURCE_BYTES}")
-        try:
-            ast.parse(value)
-        except SyntaxError as exc:
-            raise ValueError(f"source does not parse: line {exc.lineno}: {exc.msg}") from None
+        parse_source(value)
         return value
 
     @model_validator(mode="after")

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from openrft.graders.context import GradeContext
 from openrft.graders.python_grader import limits_from
 from openrft.graders.sandbox import check_policy, detect_layers, run_batch
-from openrft.graders.spec import MAX_PYTHON_SOURCE_BYTES
+from openrft.graders.spec import parse_source
 from openrft.tools.remote import ToolOutcome
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -68,13 +68,7 @@ class PythonTool(BaseModel):
     @field_validator("source")
     @classmethod
     def _source(cls, value: str) -> str:
-        size = len(value.encode())
-        if size > MAX_PYTHON_SOURCE_BYTES:
-            raise ValueError(f"source is {size} bytes; the limit is {MAX_PYTHON_SOURCE_BYTES}")
-        try:
-            ast.parse(value)
-        except SyntaxError as exc:
-            raise ValueError(f"source does not parse: line {exc.lineno}: {exc.msg}") from None
+        parse_source(value)
         return value
 
     @model_validator(mode="after")

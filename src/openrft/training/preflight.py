@@ -26,9 +26,9 @@ import json
 import os
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import fmean, pstdev, quantiles
@@ -219,34 +219,38 @@ def sample(
     prompts = [render_prompt(tokenizer, row) for row in rows]
     jobs = [(i, p) for i, p in enumerate(prompts) for _ in range(config.num_generations)]
     constraint = _constraint(config, tokenizer)
-    torch.manual_seed(config.seed)
-    was_training = model.training
-    model.eval()
     found: list[Sampled] = []
-    try:
+    with _sampling(model, config.seed):
         for start in range(0, len(jobs), BATCH):
             batch = jobs[start : start + BATCH]
             with torch.no_grad():
                 found += _generate(config, model, tokenizer, batch, rows, constraint)
+    return found
+
+
+@contextmanager
+def _sampling(model: Any, seed: int) -> Iterator[None]:
+    """Seeded, in eval mode; the model's mode is restored afterwards."""
+    import torch
+
+    torch.manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    try:
+        yield
     finally:
         model.train(was_training)
-    return found
 
 
 def _rollouts(
     config: TrainingConfig, model: Any, tokenizer: Any, rows: Sequence[Row], agent: Agent
 ) -> list[Sampled]:
     """Whole rollouts (`agent.rollout`), `num_generations` per row, sampled as in training."""
-    import torch
-
     from openrft.training.agent import rollout
 
     jobs = [i for i in range(len(rows)) for _ in range(config.num_generations)]
-    torch.manual_seed(config.seed)
-    was_training = model.training
-    model.eval()
     found: list[Sampled] = []
-    try:
+    with _sampling(model, config.seed):
         for start in range(0, len(jobs), BATCH):
             batch = jobs[start : start + BATCH]
             done = rollout(
@@ -271,8 +275,6 @@ def _rollouts(
                         trajectory=trajectory.messages,
                     )
                 )
-    finally:
-        model.train(was_training)
     return found
 
 
