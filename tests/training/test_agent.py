@@ -300,6 +300,9 @@ def test_a_rollout_whose_tool_server_stays_down_is_dropped_and_counted(
         if gone:
             assert inputs["completion_mask"][row].sum() == 0  # nothing of it is trained
             assert inputs["advantages"][row] == 0
+    # the loss averages over the tokens it trains: the dropped rollouts' are not counted
+    trained = inputs["completion_mask"] * inputs["tool_mask"]
+    assert int(inputs["num_items_in_batch"]) == int(trained.sum())
     section = trainer.tool_stats.take()
     assert section["dropped_rollouts"] == sum(dropped)
     assert section["per_tool"]["lookup"]["dropped"] >= 1

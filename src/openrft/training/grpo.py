@@ -344,8 +344,14 @@ def _timed_trainer_class() -> type:
             """Count the step's tool calls; leave dropped rollouts out of the loss."""
             episodes: list[Any] = list(self.environments or [])
             dropped = [i for i, episode in enumerate(episodes) if episode.dropped]
+            mask = output["completion_mask"]
+            if "num_items_in_batch" in output:  # the tokens the loss averages over (all ranks)
+                tool_mask = output.get("tool_mask")
+                trained = mask if tool_mask is None else mask * tool_mask
+                removed = trained[dropped].sum() if dropped else trained.sum() * 0
+                output["num_items_in_batch"] -= self.accelerator.gather(removed).sum()
             if dropped:
-                output["completion_mask"][dropped] = 0
+                mask[dropped] = 0
             if self.tool_stats is not None:
                 tool_mask = output.get("tool_mask")  # 0 on tool turns (padding is 1)
                 tool_tokens = 0 if tool_mask is None else int((tool_mask == 0).sum())
