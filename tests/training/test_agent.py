@@ -605,3 +605,29 @@ def test_what_is_trained_is_what_was_sampled_token_for_token(
     assert len(trained) > len(batch)  # some rollouts had a second turn
     for segment in trained:
         assert any(segment == turn[: len(segment)] for turn in turns), segment
+
+
+def test_the_preflight_of_an_environment_job_is_scored_by_its_reward(
+    agent_model: Path, codes_file: Path
+) -> None:
+    from openrft.training import preflight
+
+    body = {
+        "model": str(agent_model),
+        "training_file": str(codes_file),
+        "environment": ENVIRONMENT,
+        "max_episode_steps": 2,
+        "num_generations": 2,
+        "max_completion_length": 160,
+        "preflight": {"prompts": 2, "min_signal_share": 0.0},
+    }
+    config = load(body, dialect="native")
+    model = AutoModelForCausalLM.from_pretrained(agent_model)
+    tokenizer = AutoTokenizer.from_pretrained(agent_model)
+    agent = Agent.of(config, GradeContext())
+    try:
+        report = preflight.preflight(config, model, tokenizer, load_rows(codes_file), None, agent)
+    finally:
+        agent.toolbox.close()
+    # the memorised model calls lookup once and answers: reward() is 1.0 for such a rollout
+    assert report.reward["mean"] > 0

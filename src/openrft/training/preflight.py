@@ -98,10 +98,12 @@ class Sampled:
     seconds: float = 0.0
     trajectory: list[dict[str, Any]] | None = None
     """A multi-turn rollout's messages (agent jobs); `completion` is then its final answer."""
+    environment_reward: float | None = None
+    """The rollout's environment `reward()` (jobs with an `environment`)."""
 
     def sample(self) -> Sample:
         if self.trajectory is not None:
-            return Sample.from_trajectory(self.trajectory)
+            return Sample.from_trajectory(self.trajectory, self.environment_reward)
         return Sample.from_text(self.completion)
 
     def shown(self) -> dict[str, Any]:
@@ -273,6 +275,9 @@ def _rollouts(
                         truncated=trajectory.truncated,
                         item=dict(row.item),
                         trajectory=trajectory.messages,
+                        environment_reward=(
+                            trajectory.episode.environment_reward if trajectory.episode else None
+                        ),
                     )
                 )
     return found
@@ -359,7 +364,9 @@ def grade(reward: GraderReward, sampled: list[Sampled], items: Sequence[Any]) ->
         texts = [s.completion for s in group]
         rollouts = [s.trajectory for s in group]
         trajectories = rollouts if any(r is not None for r in rollouts) else None
-        results = reward.grade(texts, [item] * len(group), [len(group)], trajectories)
+        environment = [s.environment_reward for s in group] if trajectories else None
+        shared = [item] * len(group)
+        results = reward.grade(texts, shared, [len(group)], trajectories, environment)
         return list(results), perf_counter() - started
 
     if reward.is_async:
