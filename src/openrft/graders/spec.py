@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 from urllib.parse import urlparse
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -315,6 +316,15 @@ def parse_source(value: str) -> ast.Module:
         return ast.parse(value)
     except SyntaxError as exc:
         raise ValueError(f"source does not parse: line {exc.lineno}: {exc.msg}") from None
+
+
+def _checked_source(value: str) -> str:
+    parse_source(value)
+    return value
+
+
+PythonSource = Annotated[str, AfterValidator(_checked_source)]
+"""A user's Python source field (a tool's, an environment's): at most 256 KB, and it parses."""
 
 
 class PythonGrader(GraderModel):

@@ -35,15 +35,15 @@ import time
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from openrft.graders.context import GradeContext
 from openrft.graders.python_grader import limits_from
 from openrft.graders.sandbox import SandboxWorker, check_policy, detect_layers
 from openrft.graders.sandbox.process import Outcome, WorkerLost
-from openrft.graders.spec import parse_source
+from openrft.graders.spec import PythonSource
 from openrft.tools.python_tool import NAME_PATTERN
-from openrft.tools.remote import ToolOutcome
+from openrft.tools.remote import ToolOutcome, function_schema
 
 ENVIRONMENT_REWARD = """
 def grade(sample, item):
@@ -92,8 +92,7 @@ class EnvironmentTool(BaseModel):
     """Its arguments' JSON schema (an `object` schema)."""
 
     def tool_schema(self) -> dict[str, Any]:
-        function = {"name": self.name, "description": self.description}
-        return {"type": "function", "function": function | {"parameters": self.parameters}}
+        return function_schema(self.name, self.description, self.parameters)
 
 
 class EnvironmentSpec(BaseModel):
@@ -101,18 +100,12 @@ class EnvironmentSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
 
-    source: str
+    source: PythonSource
     """Python source defining the class; at most 256 KB."""
     class_name: str = Field(default="Environment", pattern=NAME_PATTERN)
     """The class to instantiate (one instance per rollout)."""
     tools: list[EnvironmentTool] = Field(min_length=1, max_length=128)
     """The methods the model may call, with what it is shown of each."""
-
-    @field_validator("source")
-    @classmethod
-    def _source(cls, value: str) -> str:
-        parse_source(value)
-        return value
 
     @model_validator(mode="after")
     def _methods(self) -> EnvironmentSpec:

@@ -26,13 +26,13 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from openrft.graders.context import GradeContext
 from openrft.graders.python_grader import limits_from
 from openrft.graders.sandbox import check_policy, detect_layers, run_batch
-from openrft.graders.spec import parse_source
-from openrft.tools.remote import ToolOutcome
+from openrft.graders.spec import PythonSource
+from openrft.tools.remote import ToolOutcome, function_schema
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 """A tool's name: a Python identifier (python tools), at most 64 characters."""
@@ -62,14 +62,8 @@ class PythonTool(BaseModel):
     """What the tool does, shown to the model with its parameters."""
     parameters: dict[str, Any] = {"type": "object", "properties": {}}
     """The arguments' JSON schema (an `object` schema, as OpenAI function tools take)."""
-    source: str
+    source: PythonSource
     """Python source defining `def <name>(**arguments)`; at most 256 KB."""
-
-    @field_validator("source")
-    @classmethod
-    def _source(cls, value: str) -> str:
-        parse_source(value)
-        return value
 
     @model_validator(mode="after")
     def _defines_function(self) -> PythonTool:
@@ -91,9 +85,7 @@ class PythonTool(BaseModel):
         return "item" not in properties and "item" in defined_functions(self.source)[self.name]
 
     def tool_schema(self) -> dict[str, Any]:
-        """The tool as chat templates and OpenAI's `tools` take it."""
-        function = {"name": self.name, "description": self.description}
-        return {"type": "function", "function": function | {"parameters": self.parameters}}
+        return function_schema(self.name, self.description, self.parameters)
 
 
 def defined_functions(source: str) -> dict[str, list[str]]:

@@ -67,9 +67,14 @@ class RemoteTool(BaseModel):
     """Most calls started per second for this tool's URL (per project); `null`: no limit."""
 
     def tool_schema(self) -> dict[str, Any]:
-        """The tool as chat templates and OpenAI's `tools` take it."""
-        function = {"name": self.name, "description": self.description}
-        return {"type": "function", "function": function | {"parameters": self.parameters}}
+        return function_schema(self.name, self.description, self.parameters)
+
+
+def function_schema(name: str, description: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """A tool as chat templates and OpenAI's `tools` take it (every kind of tool's
+    `tool_schema()`)."""
+    function = {"name": name, "description": description, "parameters": parameters}
+    return {"type": "function", "function": function}
 
 
 @dataclass

@@ -101,6 +101,17 @@ class Sampled:
     environment_reward: float | None = None
     """The rollout's environment `reward()` (jobs with an `environment`)."""
 
+    @classmethod
+    def of(cls, group: int, row: Row, **fields: Any) -> Sampled:
+        """A sample of `row`'s prompt (its prompt text, reference and item filled in)."""
+        return cls(
+            group=group,
+            prompt=str(row.messages[-1].get("content") or ""),
+            reference=row.item.get("reference_answer", dict(row.item)),
+            item=dict(row.item),
+            **fields,
+        )
+
     def sample(self) -> Sample:
         if self.trajectory is not None:
             return Sample.from_trajectory(self.trajectory, self.environment_reward)
@@ -264,16 +275,13 @@ def _rollouts(
                 temperature=config.temperature,
             )
             for group, trajectory in zip(batch, done, strict=True):
-                row = rows[group]
                 found.append(
-                    Sampled(
-                        group=group,
-                        prompt=str(row.messages[-1].get("content") or ""),
-                        reference=row.item.get("reference_answer", dict(row.item)),
+                    Sampled.of(
+                        group,
+                        rows[group],
                         completion=Sample.from_trajectory(trajectory.messages).output_text,
                         tokens=trajectory.completion_tokens,
                         truncated=trajectory.truncated,
-                        item=dict(row.item),
                         trajectory=trajectory.messages,
                         environment_reward=(
                             trajectory.episode.environment_reward if trajectory.episode else None
@@ -334,16 +342,13 @@ def _generate(
     found = []
     for (group, _), ids in zip(batch, new, strict=True):
         n = ids.index(eos) + 1 if eos in ids else len(ids)
-        row = rows[group]
         found.append(
-            Sampled(
-                group=group,
-                prompt=str(row.messages[-1].get("content") or ""),
-                reference=row.item.get("reference_answer", dict(row.item)),
+            Sampled.of(
+                group,
+                rows[group],
                 completion=tokenizer.decode(ids[:n], skip_special_tokens=True),
                 tokens=n,
                 truncated=eos not in ids[:n] and n >= config.max_completion_length,
-                item=dict(row.item),
             )
         )
     return found
