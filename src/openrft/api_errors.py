@@ -16,6 +16,13 @@ the code as `.code`. What reaches the wire:
 - FastAPI's request validation (400 `invalid_request`), routing errors (404, 405) and anything
   unexpected (500, logged with its traceback).
 
+SeekrFlow's routes (`/v1/flow/…`, `/v1/inference/…`: `service/flow/`) answer in SeekrFlow's
+form instead (`SEEKRFLOW_PATHS`, `flow_envelope`): FastAPI's `{"detail": message}`, which is
+what SeekrFlow's own server sends, with the fields of the `seekrai` SDK's
+`SeekrFlowErrorResponse` (`message`, `type`, `param`, `code`) beside it. The SDK raises
+`InvalidRequestError` for 400/403/404, `AuthenticationError` for 401, `ConflictError` for 409
+and `RateLimitError` for 429, with the body in the exception's text.
+
 `install_error_handlers(app, log)` is the one place errors become responses on either server.
 FastAPI is imported only where a response is built, so the CLI can import these classes (to give
 each an exit code) without the `serve` extra. This module does not retry, and does not shape
@@ -171,9 +178,44 @@ def envelope(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def error_response(exc: ApiError) -> JSONResponse:
-    """`exc` as its envelope (for middleware, which runs outside the exception handlers)."""
-    return envelope(exc.status, exc.message, exc.type, exc.param, exc.code, exc.headers)
+SEEKRFLOW_PATHS = ("/v1/flow/", "/v1/inference/")
+"""Path prefixes whose errors are in SeekrFlow's form (`flow_envelope`)."""
+
+
+def flow_envelope(
+    status: int,
+    message: str,
+    type: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """SeekrFlow's error body with `status`: FastAPI's `detail`, and `SeekrFlowErrorResponse`'s
+    fields beside it."""
+    from fastapi.responses import JSONResponse
+
+    body = {"detail": message, "message": message, "type": type, "param": param, "code": code}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def envelope_for(
+    path: str,
+    status: int,
+    message: str,
+    type: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """The error envelope of the API `path` belongs to: SeekrFlow's or OpenAI's."""
+    build = flow_envelope if path.startswith(SEEKRFLOW_PATHS) else envelope
+    return build(status, message, type, param, code, headers)
+
+
+def error_response(exc: ApiError, path: str = "") -> JSONResponse:
+    """`exc` as the envelope of `path`'s API (for middleware too, which runs outside the
+    exception handlers)."""
+    return envelope_for(path, exc.status, exc.message, exc.type, exc.param, exc.code, exc.headers)
 
 
 ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"`:,;()\[\]{}<>/]+/)+[^\s'\"`:,;()\[\]{}<>/]*")
@@ -195,20 +237,21 @@ def install_error_handlers(app: FastAPI, log: logging.Logger) -> None:
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException
 
-    async def api_error(_request: Request, exc: Exception) -> JSONResponse:
-        return error_response(cast(ApiError, exc))  # registered for ApiError only
+    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(cast(ApiError, exc), request.url.path)  # for ApiError only
 
-    async def library_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def library_error(request: Request, exc: Exception) -> JSONResponse:
         """The caller's mistakes are 4xx with every problem, the deployment's 5xx."""
         shape = http_shape(cast(OpenRFTError, exc))  # registered for OpenRFTError only
         if shape.status >= 500:
             log.error("server fault: %s: %s", type(exc).__name__, exc)
         param = _param(exc.problems[0].where) if isinstance(exc, ProblemsError) else None
-        return envelope(shape.status, str(exc), shape.type, param, shape.code)
+        return envelope_for(request.url.path, shape.status, str(exc), shape.type, param, shape.code)
 
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return envelope(500, f"internal error: {type(exc).__name__}", "server_error")
+        message = f"internal error: {type(exc).__name__}"
+        return envelope_for(request.url.path, 500, message, "server_error")
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(OpenRFTError, library_error)
@@ -222,18 +265,19 @@ def _param(where: str) -> str | None:
     return where.removeprefix("$").lstrip(".") or None
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     problems = []
     param = None
     for error in cast("RequestValidationError", exc).errors():
         loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")]
         param = param or ".".join(loc) or None
         problems.append(f"{'.'.join(loc) or 'body'}: {error.get('msg')}")
-    return envelope(400, "; ".join(problems), "invalid_request_error", param, "invalid_request")
+    message, kind = "; ".join(problems), "invalid_request_error"
+    return envelope_for(request.url.path, 400, message, kind, param, "invalid_request")
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     """Routing errors: an unknown path (404), a wrong method (405)."""
     http = cast("HTTPException", exc)
     kind = "not_found_error" if http.status_code == 404 else "invalid_request_error"
-    return envelope(http.status_code, str(http.detail), kind)
+    return envelope_for(request.url.path, http.status_code, str(http.detail), kind)

@@ -25,6 +25,7 @@ from openrft.service import (
     eval_runs,
     evals,
     files,
+    flow,
     graders,
     jobs,
     models,
@@ -75,6 +76,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     )
     for module in (files, jobs, graders, tools, models, secrets, chat, evals, eval_runs):
         app.include_router(module.router)
+    for router in flow.ROUTERS:  # SeekrFlow's API (`service/flow/`), on the same store
+        app.include_router(router)
     mount_dashboard(app)  # the browser dashboard at `/`
     app.add_middleware(BodyLimit)  # no request body is read whole past 16 MiB
     install_error_handlers(app, log)  # every error in OpenAI's envelope (`api_errors.py`)

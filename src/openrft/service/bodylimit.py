@@ -14,6 +14,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from openrft.api_errors import SEEKRFLOW_PATHS
 from openrft.service.errors import PayloadTooLargeError
 
 Scope = MutableMapping[str, Any]
@@ -50,7 +51,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await _refuse(send, self.limit)
+            await _refuse(send, self.limit, scope.get("path", ""))
             return
         seen = 0
         exceeded = False
@@ -69,7 +70,7 @@ class BodyLimit:
             if not exceeded:
                 await send(message)
             elif message["type"] == "http.response.start":
-                await _refuse(send, self.limit)
+                await _refuse(send, self.limit, scope.get("path", ""))
 
         await self.app(scope, counted, guarded)
 
@@ -85,10 +86,12 @@ def _framing(scope: Scope) -> tuple[bytes | None, bool]:
     return declared, chunked
 
 
-async def _refuse(send: Send, limit: int) -> None:
+async def _refuse(send: Send, limit: int, path: str) -> None:
     error = _too_large(limit)
-    envelope = {"message": error.message, "type": error.type, "param": None, "code": error.code}
-    body = json.dumps({"error": envelope}).encode()
+    fields = {"message": error.message, "type": error.type, "param": None, "code": error.code}
+    # SeekrFlow's routes answer in its form (`api_errors.flow_envelope`)
+    shaped = {"detail": error.message, **fields} if path.startswith(SEEKRFLOW_PATHS) else None
+    body = json.dumps(shaped or {"error": fields}).encode()
     await send(
         {
             "type": "http.response.start",

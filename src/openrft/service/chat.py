@@ -62,7 +62,17 @@ def resolve_chat_model(
 @router.post("/completions", response_model=None)
 async def create_chat_completion(body: ChatRequest, project: ProjectDep, request: Request) -> Any:
     """OpenAI's chat completions, answered by the model's server."""
+    return await complete(body, project, request)
+
+
+async def complete(
+    body: ChatRequest, project: str, request: Request, shown_as: str | None = None
+) -> Any:
+    """`body` answered by the server of its `model` (a name `resolve_chat_model` takes); the
+    answer names the model `shown_as` (default: `body.model`). SeekrFlow's inference route
+    (`flow/inference.py`) answers through here too."""
     state = request.app.state
+    shown = shown_as or body.model
     base, adapter = await run_in_threadpool(
         resolve_chat_model, state.store, state.settings, project, body.model
     )
@@ -71,15 +81,15 @@ async def create_chat_completion(body: ChatRequest, project: ProjectDep, request
     upstream.update(stream=body.stream, adapter=adapter)
     if not body.stream:
         upstream.pop("stream_options", None)
-    answer = await _answer(servers, base, upstream, body.model)
+    answer = await _answer(servers, base, upstream, shown)
     if answer.status_code != 200 or not body.stream:
-        data = await _read(answer, body.model, servers.settings)
+        data = await _read(answer, shown, servers.settings)
         if answer.status_code != 200:
-            return JSONResponse(redacted(data, base, adapter, body.model), answer.status_code)
-        data["model"] = body.model
+            return JSONResponse(redacted(data, base, adapter, shown), answer.status_code)
+        data["model"] = shown
         return data
     return StreamingResponse(
-        relay(answer, body.model),
+        relay(answer, shown),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache"},
     )

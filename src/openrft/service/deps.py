@@ -80,20 +80,31 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
+def bearer_key(header: str) -> str:
+    """The key in an `Authorization` header: `Bearer <key>` (OpenAI's SDK), or the bare key
+    (SeekrFlow's SDK sends it without a scheme); empty when there is none."""
+    scheme, _, rest = header.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return rest.strip()
+    if scheme.startswith(f"{KEY_PREFIX}-") and not rest:
+        return scheme
+    return ""
+
+
 async def get_project(request: Request) -> str:
-    """The caller's project, from `Authorization: Bearer <key>` (or `default` with --no-auth)."""
+    """The caller's project, from `Authorization: Bearer <key>` or `Authorization: <key>` (or
+    `default` with --no-auth)."""
     settings: Settings = request.app.state.settings
     if not settings.auth:
         return NO_AUTH_PROJECT
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = bearer_key(request.headers.get("authorization", ""))
+    if not key:
         raise AuthenticationError(
             "You didn't provide an API key. Send `Authorization: Bearer <key>`; create one with "
             "`openrft keys create --project NAME`.",
             code="missing_api_key",
         )
-    project = project_of_key(request.app.state.store, key.strip())
+    project = project_of_key(request.app.state.store, key)
     if project is None:
         raise AuthenticationError("Incorrect API key provided.", code="invalid_api_key")
     return project

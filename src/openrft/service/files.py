@@ -18,6 +18,7 @@ loop in the chunks they arrive in; this module does not rate-limit or count a pr
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,20 +81,21 @@ def upload_limit(store: Store, settings: Settings, project: str) -> tuple[int, s
     return settings.max_file_bytes, ""
 
 
-def _check_purpose(value: str) -> None:
-    if value not in PURPOSES:
+def check_purpose(value: str, purposes: tuple[str, ...] = PURPOSES) -> None:
+    """Refuse a `purpose` other than `purposes`."""
+    if value not in purposes:
         shown = value if len(value) <= 64 else value[:40] + "…"
         raise InvalidRequestError(
-            f"purpose must be one of {', '.join(PURPOSES)}, not {shown!r}", param="purpose"
+            f"purpose must be one of {', '.join(purposes)}, not {shown!r}", param="purpose"
         )
 
 
-def _check_form(form: UploadForm) -> str:
-    """The purpose, once the body has both parts in full."""
+def _purpose_of(form: UploadForm, purposes: tuple[str, ...]) -> str:
+    """The purpose, once the body has its parts in full."""
     form.check_file()
     if form.purpose is None:
         raise InvalidRequestError(
-            f"The upload has no `purpose` part; send one of {', '.join(PURPOSES)}",
+            f"The upload has no `purpose` part; send one of {', '.join(purposes)}",
             param="purpose",
         )
     return form.purpose
@@ -127,13 +129,14 @@ def jsonl_problems(path: Path) -> list[str]:
         return [f"line {number}: {problem}" for number, problem in found if problem]
 
 
-def _check_jsonl(path: Path, size: int) -> None:
+def _check_jsonl(path: Path, size: int, name: str = "") -> None:
     problems = [] if size else ["the file is empty"]
     problems += jsonl_problems(path)
     if problems:
         shown = problems[:MAX_LISTED_PROBLEMS]
         more = len(problems) - len(shown)
-        message = "The file is not valid UTF-8 JSONL (one JSON object per line): " + "; ".join(
+        which = f"The file {name!r}" if name else "The file"
+        message = f"{which} is not valid UTF-8 JSONL (one JSON object per line): " + "; ".join(
             shown
         )
         if more:
@@ -141,20 +144,72 @@ def _check_jsonl(path: Path, size: int) -> None:
         raise InvalidRequestError(message, param="file", code="invalid_file_format")
 
 
-async def _row(form: UploadForm, file_id: str, project: str) -> dict[str, Any]:
-    """The database row of a received upload, once its parts and its lines are checked."""
-    purpose = _check_form(form)
-    # reading up to `max_file_bytes` back would stall every other request on the loop
-    await run_in_threadpool(_check_jsonl, form.target, form.size)
-    return {
-        "id": file_id,
-        "project": project,
-        "filename": form.filename,
-        "purpose": purpose,
-        "bytes": form.size,
-        "created_at": now(),
-        "path": str(form.target),
-    }
+async def _rows(
+    form: UploadForm, ids: list[str], project: str, purposes: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """The database rows of a received upload's files, once its parts and lines are checked."""
+    purpose = _purpose_of(form, purposes)
+    named = len(form.parts) > 1  # a bulk upload's errors say which file
+    rows = []
+    for file_id, part in zip(ids, form.parts, strict=True):
+        # reading up to `max_file_bytes` back would stall every other request on the loop
+        await run_in_threadpool(_check_jsonl, part.target, part.size, part.filename * named)
+        rows.append(
+            {
+                "id": file_id,
+                "project": project,
+                "filename": part.filename,
+                "purpose": purpose,
+                "bytes": part.size,
+                "created_at": now(),
+                "path": str(part.target),
+            }
+        )
+    return rows
+
+
+async def store_upload(
+    request: Request,
+    project: str,
+    store: Store,
+    settings: Settings,
+    *,
+    field: str = "file",
+    max_files: int = 1,
+    purposes: tuple[str, ...] = PURPOSES,
+    purpose_check: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]] | Response:
+    """Receive an upload's `field` parts (at most `max_files`, together within the project's
+    limit), check each is UTF-8 JSONL and add their rows (all or none); the response to send
+    instead when the upload is refused while its body is still arriving. A refused or failed
+    upload keeps no file. `purpose_check` (default: one of `purposes`) refuses a purpose as
+    soon as its part ends."""
+    settings.files_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    limit, why = upload_limit(store, settings, project)
+    ids: list[str] = []
+
+    def target() -> Path:
+        ids.append(new_id("file"))
+        return settings.files_dir / f"{ids[-1]}.jsonl"
+
+    checker = purpose_check or (lambda value: check_purpose(value, purposes))
+    form = UploadForm(target, limit, checker, why, field, max_files)
+    try:
+        await receive_upload(request, form)
+        rows = await _rows(form, ids, project, purposes)
+        store.add_files(rows)
+    except ServiceError as exc:
+        form.remove_files()
+        if form.body_read:
+            raise
+        return hang_up(exc, request.url.path)
+    except ClientDisconnect:  # nobody to answer, and not worth two tracebacks in the log
+        form.remove_files()
+        return Response(status_code=400)
+    except BaseException:  # a cancellation or a bug: keep no file either
+        form.remove_files()
+        raise
+    return rows
 
 
 @router.post("", response_model=FileObject, openapi_extra=_UPLOAD_BODY)
@@ -163,26 +218,8 @@ async def upload_file(
 ) -> FileObject | Response:
     """Upload a JSONL dataset: multipart `file`, and `purpose` (`fine-tune`,
     `reinforcement-fine-tune` or `evals`)."""
-    settings.files_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    file_id = new_id("file")
-    limit, why = upload_limit(store, settings, project)
-    form = UploadForm(settings.files_dir / f"{file_id}.jsonl", limit, _check_purpose, why)
-    try:
-        await receive_upload(request, form)
-        row = await _row(form, file_id, project)
-        store.add_file(row)
-    except ServiceError as exc:
-        form.target.unlink(missing_ok=True)
-        if form.body_read:
-            raise
-        return hang_up(exc)
-    except ClientDisconnect:  # nobody to answer, and not worth two tracebacks in the log
-        form.target.unlink(missing_ok=True)
-        return Response(status_code=400)
-    except BaseException:  # a cancellation or a bug: keep no file either
-        form.target.unlink(missing_ok=True)
-        raise
-    return file_object(row)
+    rows = await store_upload(request, project, store, settings)
+    return rows if isinstance(rows, Response) else file_object(rows[0])
 
 
 @router.get("", response_model=ListPage[FileObject])

@@ -21,6 +21,7 @@ their own `…:ckpt-step-N` ids.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Body, Request
@@ -42,6 +43,7 @@ from openrft.service.schemas import (
     page,
 )
 from openrft.service.store import TERMINAL, Store, checkpoints, new_id, now
+from openrft.training.config import TrainingConfig
 from openrft.training.dialects import load
 from openrft.training.dialects.service import JobCreate
 
@@ -105,30 +107,60 @@ def create_job(
     config = resolve_resources(load(body, dialect="service"), store, settings, project, given)
     meta: dict[str, str] = body.get("metadata") or {}
     _check_metadata(meta)
+    job_id = submit_job(
+        request,
+        background,
+        project,
+        config,
+        {
+            "model": body["model"],
+            "training_file": body["training_file"],
+            "validation_file": body.get("validation_file"),
+            "suffix": body.get("suffix"),
+            "method": body.get("method") or {"type": config.method},
+            "hyperparameters": hyperparameters(body, config),
+            "integrations": body.get("integrations") or None,
+        },
+        meta,
+    )
+    return get_job(store, project, job_id)
+
+
+def submit_job(
+    request: Request,
+    background: BackgroundTasks,
+    project: str,
+    config: TrainingConfig,
+    shown: Mapping[str, Any],
+    meta: Mapping[str, str] | None = None,
+    first: Sequence[tuple[str, str]] = (),
+) -> str:
+    """Store a validated, resolved job as `validating_files` and check its files in the
+    background; its id. Both APIs create jobs here (OpenAI's `create_job`, SeekrFlow's
+    `flow/fine_tunes.py`): `shown` holds the columns the job shows as given (`model`,
+    `training_file`, `validation_file`, `suffix`, `method`, `hyperparameters`, …, `flow`);
+    `first` are `(message, level)` events logged before "Created fine-tuning job"."""
+    store, settings = request.app.state.store, request.app.state.settings
     check_job_quota(config, store, settings, project)
     job_id = new_id("ftjob")
     row = {
         "id": job_id,
         "project": project,
         "status": "validating_files",
-        "model": body["model"],
-        "training_file": body["training_file"],
-        "validation_file": body.get("validation_file"),
         "seed": config.seed,
-        "suffix": body.get("suffix"),
-        "method": body.get("method") or {"type": config.method},
-        "hyperparameters": hyperparameters(body, config),
-        "integrations": body.get("integrations") or None,
-        "config": config.model_dump(mode="json", exclude_none=True),
+        "config": config.stored(),
         "created_at": now(),
         "control": "",
         "attempts": 0,
+        **shown,
     }
-    store.add_job(row, meta)
+    store.add_job(row, meta or {})
+    for message, level in first:
+        store.log(job_id, message, level)
     store.log(job_id, f"Created fine-tuning job: {job_id}")
     # after the response (the caller sees `validating_files`), on the validation threads
     background.add_task(submit_validation, request.app, job_id, config)
-    return get_job(store, project, job_id)
+    return job_id
 
 
 def get_job(store: Store, project: str, job_id: str) -> FineTuningJob:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from fastapi.responses import JSONResponse
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from openrft.api_errors import error_response
 from openrft.service.errors import InvalidRequestError, PayloadTooLargeError, ServiceError
 
 if TYPE_CHECKING:
@@ -60,30 +62,60 @@ def _create(path: Path) -> IO[bytes]:
     return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
 
+@dataclass
+class Received:
+    """One file part of an upload, as written to disk."""
+
+    target: Path
+    filename: str
+    size: int = 0
+    complete: bool = False
+
+
 class UploadForm:
-    """`python_multipart` callbacks for an upload: the `file` part is written to `target` and
-    refused past `limit` bytes (`why` says where the limit comes from); with `check_purpose`,
-    a `purpose` part is kept and checked as soon as it ends."""
+    """`python_multipart` callbacks for an upload: each file part named `field` is written to
+    a path of `target`'s (a fixed path, or a function giving one per part when `max_files` > 1)
+    and refused once the parts together pass `limit` bytes (`why` says where the limit comes
+    from); with `check_purpose`, a `purpose` part is kept and checked as soon as it ends."""
 
     def __init__(
         self,
-        target: Path,
+        target: Path | Callable[[], Path],
         limit: int,
         check_purpose: Callable[[str], None] | None = None,
         why: str = "",
+        field: str = "file",
+        max_files: int = 1,
     ) -> None:
-        self.target, self.limit, self.why = target, limit, why
+        self._next_target = target if callable(target) else lambda: target
+        self.target = target if isinstance(target, Path) else None
+        self.limit, self.why = limit, why
         self.check_purpose = check_purpose
+        self.field, self.max_files = field.encode(), max_files
         self.out: IO[bytes] | None = None
+        self.parts: list[Received] = []
         self.size = 0
-        self.filename = ""
         self.purpose: str | None = None
-        self.file_complete = False
         self.body_read = False
         self._part: str | None = None  # "file", "purpose", or None: skip this part's data
         self._data = bytearray()
         self._header = (bytearray(), bytearray())
         self._disposition = b""
+
+    @property
+    def filename(self) -> str:
+        return self.parts[0].filename if self.parts else ""
+
+    @property
+    def file_complete(self) -> bool:
+        return bool(self.parts) and all(part.complete for part in self.parts)
+
+    def remove_files(self) -> None:
+        """Delete every file this upload wrote (a refused or failed upload keeps none)."""
+        self.close()
+        for path in {part.target for part in self.parts} | ({self.target} - {None}):
+            assert path is not None
+            path.unlink(missing_ok=True)
 
     def callbacks(self) -> MultipartCallbacks:
         return {
@@ -99,16 +131,18 @@ class UploadForm:
     def close(self) -> None:
         if self.out is not None:
             self.out.close()
+            self.out = None
 
     def check_file(self) -> None:
-        """Once the body is read: it had one whole `file` part."""
-        if self.out is None:
+        """Once the body is read: it had whole `field` parts (at least one)."""
+        name = self.field.decode()
+        if not self.parts:
             raise InvalidRequestError(
-                "The upload has no `file` part (a part named `file` with a filename)",
-                param="file",
+                f"The upload has no `{name}` part (a part named `{name}` with a filename)",
+                param=name,
             )
         if not self.file_complete:
-            raise InvalidRequestError("The body ends inside the `file` part", param="file")
+            raise InvalidRequestError(f"The body ends inside the `{name}` part", param=name)
 
     def _part_begin(self) -> None:
         self._part, self._disposition = None, b""
@@ -124,12 +158,15 @@ class UploadForm:
     def _headers_finished(self) -> None:
         _, options = parse_options_header(self._disposition)
         name = options.get(b"name")
-        if name == b"file" and b"filename" in options:
-            if self.out is not None:
-                raise InvalidRequestError("Send one `file` part, not several", param="file")
+        if name == self.field and b"filename" in options:
+            if len(self.parts) >= self.max_files:
+                field = self.field.decode()
+                many = "one" if self.max_files == 1 else f"at most {self.max_files}"
+                raise InvalidRequestError(f"Send {many} `{field}` part(s)", param=field)
             filename = options[b"filename"].decode("utf-8", errors="replace")
-            self.filename = os.path.basename(filename) or "upload.jsonl"
-            self.out = _create(self.target)
+            part = Received(self._next_target(), os.path.basename(filename) or "upload.jsonl")
+            self.parts.append(part)
+            self.out = _create(part.target)
             self._part = "file"
         elif name == b"purpose" and self.check_purpose is not None:
             self._part = "purpose"
@@ -139,6 +176,7 @@ class UploadForm:
             self.size += end - start
             if self.size > self.limit:  # checked before writing: nothing past the limit is kept
                 raise too_large(self.limit, self.why)
+            self.parts[-1].size += end - start
             self.out.write(data[start:end])
         elif self._part == "purpose" and self.check_purpose is not None:
             self._data += data[start:end]
@@ -147,7 +185,8 @@ class UploadForm:
 
     def _part_end(self) -> None:
         if self._part == "file":
-            self.file_complete = True
+            self.parts[-1].complete = True
+            self.close()
         elif self._part == "purpose" and self.check_purpose is not None:
             self.purpose = self._data.decode("utf-8", errors="replace")
             self.check_purpose(self.purpose)  # refused before the file is even read
@@ -192,11 +231,10 @@ async def receive_upload(request: Request, form: UploadForm) -> None:
         form.close()
 
 
-def hang_up(error: ServiceError) -> JSONResponse:
-    """`error` as the usual envelope, closing the connection after it: the rest of the body is
-    unread, and uvicorn would otherwise read (and discard) all of it to keep the connection."""
-    from openrft.service.app import envelope  # app.py imports the routes that import this
-
-    response = envelope(error.status, error.message, error.type, error.param, error.code)
+def hang_up(error: ServiceError, path: str = "") -> JSONResponse:
+    """`error` as the envelope of `path`'s API, closing the connection after it: the rest of
+    the body is unread, and uvicorn would otherwise read (and discard) all of it to keep the
+    connection."""
+    response = error_response(error, path)
     response.headers["connection"] = "close"
     return response

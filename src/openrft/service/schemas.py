@@ -92,6 +92,18 @@ class FineTuningJob(Wire):
     eval_id: str | None = None
     """OpenRFT: the eval whose runs are this job's validation evaluations (`evals.runs.list`);
     `None` until a worker claims it, and for a job with no validation file."""
+    seekrflow_id: str | None = None
+    """OpenRFT: the same job's id in SeekrFlow's API (`ft-…`, `/v1/flow/fine-tunes/{id}`)."""
+
+
+def seekrflow_id(job_id: str) -> str:
+    """The SeekrFlow face of job `ftjob-X`: `ft-X` (one job, two ids)."""
+    return "ft-" + job_id.removeprefix("ftjob-")
+
+
+def openai_id(flow_id: str) -> str:
+    """The OpenAI face of job `ft-X`: `ftjob-X` (any other text maps to an id no job has)."""
+    return "ftjob-" + flow_id.removeprefix("ft-") if flow_id.startswith("ft-") else flow_id
 
 
 class FineTuningJobEvent(Wire):
@@ -161,6 +173,7 @@ def job_object(row: Mapping[Any, Any]) -> FineTuningJob:
         suffix=row["suffix"],
         promoted_checkpoint=row.get("promoted_checkpoint"),
         eval_id=row.get("eval_id"),
+        seekrflow_id=seekrflow_id(row["id"]),
     )
 
 

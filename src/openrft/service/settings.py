@@ -95,6 +95,18 @@ class Settings(BaseModel):
     max_project_bytes: int = Field(default=50 * 1024**3, ge=1)
     """Total bytes of uploaded files a project may keep."""
 
+    # --- placement: SeekrFlow's `infrastructure_config` (service/flow/placement.py) -------------
+    accelerator_type: str = ""
+    """The kind of accelerator the workers' machines have, in SeekrFlow's names (`H100`,
+    `A100`, `A10`, `MI300X`, `GAUDI2`, `GAUDI3`); empty: none, or not said."""
+    accelerators: int | None = Field(default=None, ge=0)
+    """Accelerators each worker's machine has; None: the GPUs this machine shows
+    (`/dev/nvidia<N>`)."""
+    strict_placement: bool = False
+    """Refuse (400) a SeekrFlow job whose `infrastructure_config` asks for more nodes or
+    accelerators than a worker has (or another accelerator kind), instead of running it on
+    what there is and saying so in its first event."""
+
     # --- supervision --------------------------------------------------------------------------
     restart_backoff_seconds: float = Field(default=1.0, gt=0)
     """`openrft serve` restarts a dead worker after this long, doubling for each death in a row
@@ -141,6 +153,6 @@ def _parse_env(name: str, raw: str) -> object:
         return shlex.split(raw)
     if name in ("allow_grader_hosts", "pass_env"):
         return [part.strip() for part in raw.split(",") if part.strip()]
-    if name in ("auth", "allow_local_paths"):
+    if name in ("auth", "allow_local_paths", "strict_placement"):
         return raw.strip().lower() not in {"0", "false", "no", "off"}
     return raw

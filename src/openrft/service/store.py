@@ -109,11 +109,15 @@ jobs = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("eval_id", String(64)),
     Column("promoted_checkpoint", String(64)),
+    Column("flow", JSON),
 )
 """`eval_id`: the eval the worker made of a reinforcement job's validation evaluations
 (`job_evals.py`), None until its first claim (or when it has no validation file).
 `promoted_checkpoint`: the checkpoint id a succeeded job's `fine_tuned_model` serves (`POST
-…/checkpoints/{id}/promote`); None: its last checkpoint."""
+…/checkpoints/{id}/promote`); None: its last checkpoint.
+`flow`: what a job created through SeekrFlow's API asked for (`service/flow/`): its SeekrFlow
+project, `fine_tune_type`, `reward_components`, `infrastructure_config` and the placement it got;
+None for a job created through OpenAI's API (both APIs show every job)."""
 
 job_metadata = Table(
     "job_metadata",
@@ -176,6 +180,42 @@ or `busy` (its heartbeats), `stopped` (a clean exit) or `dead` (its process ende
 `pid_ns` is its PID namespace (`pid:[…]`), which with `host` says who can see its pid.
 `restarts` counts the supervisor's restarts of its slot; `replaced_by` names the process that
 took over, after which the row is history."""
+
+flow_projects = Table(
+    "flow_projects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(128), nullable=False, index=True),
+    Column("name", String(128), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("created_at", Integer, nullable=False),
+    Column("updated_at", Integer, nullable=False),
+)
+"""SeekrFlow's projects (integer ids a fine-tune names as `project_id`): groupings inside one
+OpenRFT project (the tenant, `project`), which alone decides who sees what."""
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("project", String(128), nullable=False, index=True),
+    Column("model_type", String(32), nullable=False),
+    Column("model_id", Text, nullable=False),
+    Column("job_id", String(64), index=True),
+    Column("name", String(128), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("n_instances", Integer, nullable=False),
+    Column("input_tokens", Integer, nullable=False, default=0),
+    Column("output_tokens", Integer, nullable=False, default=0),
+    Column("created_at", Integer, nullable=False),
+    Column("updated_at", Integer, nullable=False),
+    Column("last_deployed_at", Integer),
+)
+"""SeekrFlow's deployments: a base model or a fine-tuned run (`job_id`) made `Active` for
+`/v1/inference/chat/completions` (`Inactive` after a demote); the model servers answer either
+way, a deployment only gates SeekrFlow's inference route and counts its tokens."""
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 _INTERNAL = {"config", "claim", "worker", "heartbeat_at", "pid", "attempts", "control", "seq"}
@@ -298,8 +338,12 @@ class Store:
     # --- files ------------------------------------------------------------------------------
 
     def add_file(self, row: Mapping[str, Any]) -> None:
+        self.add_files([row])
+
+    def add_files(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Add file rows, all or none."""
         with self.tx() as conn:
-            conn.execute(files.insert().values(**row))
+            conn.execute(files.insert(), [dict(row) for row in rows])
 
     def file(self, project: str, file_id: str) -> RowMapping | None:
         return self.one(select(files).where(files.c.id == file_id, files.c.project == project))

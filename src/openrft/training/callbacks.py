@@ -90,7 +90,7 @@ ZERO_VARIANCE_WARNING = 0.75
 """Warn when more than this share of a step's groups have identical rewards (no signal)."""
 
 
-TRL_KEYS = ("kl", "entropy", "frac_reward_zero_std", "reward_std", "loss", "grad_norm")
+TRL_KEYS = ("kl", "entropy", "frac_reward_zero_std", "reward_std", "loss", "grad_norm", "epoch")
 TRL_PREFIXES = ("clip_ratio", "completions/", "tools/")
 
 

@@ -276,6 +276,17 @@ class TrainingConfig(ConfigModel):
             raise NestedProblems(problems)
         return value
 
+    def stored(self) -> dict[str, Any]:
+        """The config as the JSON a service job stores and its worker runs: `None` values are
+        left out, except where `None` means something other than the default (`lora: null`
+        trains every weight, `eval_interval: null` evaluates only at the start and end,
+        `eval_samples: null` evaluates on every row), which are kept."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        for name, field in type(self).model_fields.items():
+            if getattr(self, name) is None and field.get_default(call_default_factory=True):
+                data[name] = None
+        return data
+
     @property
     def is_agent(self) -> bool:
         """Multi-turn rollouts: the job has `tools` or an `environment`."""

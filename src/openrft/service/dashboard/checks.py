@@ -144,7 +144,8 @@ async def validate_upload(
     """Validate a file without keeping it: the full report for an upload `/v1/files` refused.
     The body is streamed to a scratch file under the same limit as an upload."""
     with tempfile.TemporaryDirectory() as scratch:
-        form = UploadForm(Path(scratch) / "upload.jsonl", settings.max_file_bytes)
+        target = Path(scratch) / "upload.jsonl"
+        form = UploadForm(target, settings.max_file_bytes)
         try:
             await receive_upload(request, form)
             form.check_file()
@@ -153,7 +154,7 @@ async def validate_upload(
                 raise
             return hang_up(exc)
         validations = request.app.state.validations.pool
-        report = await asyncio.wrap_future(validations.submit(validate_dataset, form.target))
+        report = await asyncio.wrap_future(validations.submit(validate_dataset, target))
     return report_json(report)
 
 

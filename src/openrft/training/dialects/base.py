@@ -107,3 +107,17 @@ def grader_at(data: Any, root: str) -> Grader:
     except SpecError as exc:
         problems = [Problem(reroot(p.where, root), p.message) for p in exc.problems]
         raise ConfigError(problems) from None
+
+
+def apply_overrides(mapped: Mapped, overrides: Any, keep: frozenset[str] = frozenset()) -> None:
+    """Apply an `openrft` extension (native `TrainingConfig` fields overriding the mapped
+    ones, reported at `$.openrft.<field>`); fields in `keep` that the mapping set win."""
+    if overrides is None:
+        return
+    if not isinstance(overrides, Mapping):
+        raise ConfigError([Problem("$.openrft", "must be an object of TrainingConfig fields")])
+    for field, value in overrides.items():
+        if field in keep and field in mapped.values:
+            continue
+        mapped.values[field] = value
+        mapped.origin[field] = f"$.openrft.{field}"

@@ -27,6 +27,7 @@ from openrft.training.dialects.base import (
     Dialect,
     DialectModel,
     Mapped,
+    apply_overrides,
     check_all,
     grader_at,
     keys_of,
@@ -96,6 +97,10 @@ class SeekrTrainingConfig(DialectModel):
     """DPO beta (PREFERENCE only, so never valid here)."""
     gradient_checkpointing: bool | None = None
     """Recompute activations in backward to save memory."""
+    openrft: dict[str, Any] | None = None
+    """OpenRFT extension: native `TrainingConfig` fields that override the mapped ones (the
+    SDK's `TrainingConfig(..., openrft={...})` keeps it: its models allow extra fields); the
+    training and validation files stay `training_files`' and `validation_files`'."""
 
 
 def to_native(data: Mapping[str, Any]) -> Mapped:
@@ -122,6 +127,7 @@ def to_native(data: Mapping[str, Any]) -> Mapped:
         _supervised(job, mapped)
     else:
         _reinforcement(job, grader, mapped)
+    apply_overrides(mapped, job.openrft, frozenset({"training_file", "validation_file"}))
     return mapped
 
 

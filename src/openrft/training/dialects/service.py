@@ -13,9 +13,9 @@ from typing import Any
 
 from openrft.errors import ConfigError, Problem
 from openrft.training.dialects import openai
-from openrft.training.dialects.base import Dialect, Mapped, keys_of
+from openrft.training.dialects.base import Dialect, Mapped, apply_overrides, keys_of
 
-FILES = ("training_file", "validation_file")
+FILES = frozenset({"training_file", "validation_file"})
 """Fields the body's own values win for over an `openrft` override."""
 
 
@@ -32,11 +32,7 @@ def to_native(data: Mapping[str, Any]) -> Mapped:
     if overrides is not None and not isinstance(overrides, Mapping):
         raise ConfigError([Problem("$.openrft", "must be an object of TrainingConfig fields")])
     mapped = openai.to_native({k: v for k, v in data.items() if k != "openrft"})
-    for field, value in (overrides or {}).items():
-        if field in FILES and field in mapped.values:
-            continue
-        mapped.values[field] = value
-        mapped.origin[field] = f"$.openrft.{field}"
+    apply_overrides(mapped, overrides, FILES)
     return mapped
 
 
