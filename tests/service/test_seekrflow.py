@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from tests.service.conftest import Server, jsonl
 
@@ -431,6 +432,11 @@ def test_bad_requests_are_refused_at_their_place(idle: Server, key: str, train_f
         f"http://127.0.0.1:{idle.port}/v1/flow/fine-tunes/ft-0", headers={"Authorization": key}
     )
     body = answer.json()
+    unknown = httpx.get(
+        f"http://127.0.0.1:{idle.port}/v1/flow/vectordb", headers={"Authorization": key}
+    )
+    assert unknown.status_code == 404  # SeekrFlow's resources OpenRFT has no counterpart of
+    assert unknown.json()["detail"] == "Not Found"
     assert answer.status_code == 404
     assert body["detail"] == body["message"]
     assert body["code"] == "fine_tune_not_found"
@@ -491,8 +497,8 @@ def test_strict_placement_refuses_what_no_worker_could_run(
         path=str(path),
     )
     assert found["status"] == 400
-    assert "$.infrastructure_config.n_node: asks for 2 nodes" in found["message"]
-    assert "$.infrastructure_config.n_accel: asks for 8" in found["message"]
+    assert "$.infrastructure_config.n_node: 2 nodes asked for" in found["message"]
+    assert "$.infrastructure_config.n_accel: 8 accelerators asked for" in found["message"]
 
 
 def test_one_project_cannot_see_anothers(idle: Server, key: str, train_file: str) -> None:
@@ -662,3 +668,80 @@ def test_a_fine_tune_trains_to_completion_and_its_model_is_served(
             temperature=0,
         )
     assert reply.choices[0].message.content == answer["choices"][0]["message"]["content"]
+
+
+def test_a_seekrflow_training_config_posted_to_openais_route_is_a_job(
+    idle: Server, key: str, train_file: str
+) -> None:
+    """Seen when tried: the body was refused with `training_files: Extra inputs are not
+    permitted`. Now it is the same job as through SeekrFlow's route."""
+    body = sdk(
+        idle,
+        key,
+        """
+        config = TrainingConfig(
+            training_files=[args["file"]], model="tiny", n_epochs=1,
+            fine_tune_type=FineTuneType.REINFORCEMENT,
+            reward_components=RewardComponents(graders=[Grader(type=GraderType.MATH_ACCURACY)]),
+        )
+        result = json.loads(config.model_dump_json())
+        """,
+        file=train_file,
+    )
+    with idle.client(key=key) as client:
+        job = client.post("/fine_tuning/jobs", body=body, cast_to=httpx.Response).json()
+        assert job["status"] == "validating_files"
+        assert job["training_file"] == train_file
+        assert job["method"] == {"type": "reinforcement"}
+        flow = sdk(
+            idle,
+            key,
+            "result = dump(client.fine_tuning.retrieve(args['id']))",
+            id=job["seekrflow_id"],
+        )
+        assert flow["openai_id"] == job["id"]
+        assert flow["fine_tune_type"] == "REINFORCEMENT"
+        assert flow["project_id"] is None
+        assert flow["reward_components"]["graders"][0]["weight"] == pytest.approx(0.9)
+        bad = {**body, "reward_components": {"graders": [{"type": "math_acuracy"}]}}
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.post("/fine_tuning/jobs", body=bad, cast_to=httpx.Response)
+    assert "$.reward_components.graders[0].type" in refused.value.message
+    assert "did you mean 'math_accuracy'" in refused.value.message
+
+
+def test_the_projects_quotas_hold_on_seekrflows_routes(
+    make_server: Any, tiny: str, tmp_path: Path
+) -> None:
+    server = make_server(OPENRFT_MAX_ACTIVE_JOBS="1", OPENRFT_MAX_PROJECT_BYTES="4000")
+    server.register_model("tiny", tiny)
+    small, large = tmp_path / "small.jsonl", tmp_path / "large.jsonl"
+    small.write_bytes(jsonl(guide_rows(2)))
+    large.write_bytes(jsonl(guide_rows(20)))
+    found = sdk(
+        server,
+        server.key("alpha"),
+        """
+        project = client.projects.create(name="quotas", description="one active job")
+        file = client.files.upload(args["small"], purpose="reinforcement-fine-tune")
+        config = TrainingConfig(training_files=[file.id], model="tiny", n_epochs=1,
+                                fine_tune_type=FineTuneType.REINFORCEMENT)
+        infra = InfrastructureConfig(accel_type="H100", n_accel=1)
+        create = lambda: client.fine_tuning.create(
+            project_id=project.id, training_config=config, infrastructure_config=infra)
+        first = create()
+        result = {
+            "second": refused(create),
+            "upload": refused(lambda: client.files.upload(args["large"], purpose="fine-tune")),
+            "first": first.status.value,
+        }
+        """,
+        small=str(small),
+        large=str(large),
+    )
+    assert found["first"] == "pending"
+    assert found["second"]["class"] == "RateLimitError"
+    assert found["second"]["status"] == 429
+    assert "already has 1 active jobs" in found["second"]["message"]
+    assert found["upload"]["status"] == 413
+    assert "storage quota" in found["upload"]["message"]

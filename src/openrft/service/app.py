@@ -25,7 +25,6 @@ from openrft.service import (
     eval_runs,
     evals,
     files,
-    flow,
     graders,
     jobs,
     models,
@@ -34,6 +33,7 @@ from openrft.service import (
 )
 from openrft.service.bodylimit import BodyLimit
 from openrft.service.dashboard import mount_dashboard
+from openrft.service.flow import routes as flow_routes
 from openrft.service.lifecycle import Validations
 from openrft.service.model_servers import ModelServers
 from openrft.service.settings import Settings
@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     )
     for module in (files, jobs, graders, tools, models, secrets, chat, evals, eval_runs):
         app.include_router(module.router)
-    for router in flow.ROUTERS:  # SeekrFlow's API (`service/flow/`), on the same store
+    for router in flow_routes.ROUTERS:  # SeekrFlow's API (`service/flow/`), on the same store
         app.include_router(router)
     mount_dashboard(app)  # the browser dashboard at `/`
     app.add_middleware(BodyLimit)  # no request body is read whole past 16 MiB

@@ -26,6 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 from sqlalchemy import func, select
+from sqlalchemy.engine import RowMapping
 from starlette.requests import ClientDisconnect
 
 from openrft.data.rows import MAX_LINE_BYTES, bounded_lines, unreadable_json
@@ -237,19 +238,22 @@ def list_files(
     return page([file_object(r) for r in rows], more)
 
 
-def find_file(store: StoreDep, project: str, file_id: str, param: str = "file_id") -> Path:
+def file_row(store: Store, project: str, file_id: str, param: str = "file_id") -> RowMapping:
+    """One of `project`'s files (404 `file_not_found` for another project's, or none)."""
     row = store.file(project, file_id)
     if row is None:
-        raise NotFoundError(f"No such file: {file_id!r}", param=param, code="file_not_found")
-    return Path(row["path"])
+        message = f"No such file: {file_id[:100]!r}"
+        raise NotFoundError(message, param=param, code="file_not_found")
+    return row
+
+
+def find_file(store: StoreDep, project: str, file_id: str, param: str = "file_id") -> Path:
+    return Path(file_row(store, project, file_id, param)["path"])
 
 
 @router.get("/{file_id}", response_model=FileObject)
 def retrieve_file(project: ProjectDep, store: StoreDep, file_id: str) -> FileObject:
-    row = store.file(project, file_id)
-    if row is None:
-        raise NotFoundError(f"No such file: {file_id!r}", param="file_id", code="file_not_found")
-    return file_object(row)
+    return file_object(file_row(store, project, file_id))
 
 
 @router.delete("/{file_id}", response_model=FileDeleted)

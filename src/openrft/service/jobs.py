@@ -30,6 +30,7 @@ from sqlalchemy import select
 
 from openrft.service.deps import ProjectDep, SettingsDep, StoreDep
 from openrft.service.errors import ConflictError, InvalidRequestError, NotFoundError
+from openrft.service.flow.training import seekrflow_job
 from openrft.service.lifecycle import check_job_quota, hyperparameters, submit_validation
 from openrft.service.resources import resolve_resources
 from openrft.service.schemas import (
@@ -44,7 +45,7 @@ from openrft.service.schemas import (
 )
 from openrft.service.store import TERMINAL, Store, checkpoints, new_id, now
 from openrft.training.config import TrainingConfig
-from openrft.training.dialects import load
+from openrft.training.dialects import detect_dialect, load
 from openrft.training.dialects.service import JobCreate
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
@@ -99,10 +100,16 @@ def create_job(
     background: BackgroundTasks,
     body: Annotated[dict[str, Any], Body()],
 ) -> FineTuningJob:
-    """Create a job (the body is `JobCreate`); it starts as `validating_files`.
+    """Create a job (the body is `JobCreate`, or a SeekrFlow `TrainingConfig`); it starts as
+    `validating_files`.
 
-    The body is validated once, by the `service` dialect, into the native config the job stores
-    and its worker runs; every problem is reported at its path in the body."""
+    The body is validated once, by the `service` dialect (or the `seekrflow` one, for a body
+    only SeekrFlow's form has keys of), into the native config the job stores and its worker
+    runs; every problem is reported at its path in the body."""
+    if detect_dialect(body) == "seekrflow":  # SeekrFlow's TrainingConfig as the whole body
+        config, shown = seekrflow_job(body, store, settings, project)
+        job_id = submit_job(request, background, project, config, shown)
+        return get_job(store, project, job_id)
     given = frozenset({"model", "training_file", "validation_file"} & body.keys())
     config = resolve_resources(load(body, dialect="service"), store, settings, project, given)
     meta: dict[str, str] = body.get("metadata") or {}

@@ -7,19 +7,11 @@ the same store, workers, tenancy and quotas as the OpenAI routes.
   `infrastructure_config` onto what the workers can run;
 - `deployments.py`: `/v1/flow/projects`, `/v1/flow/deployments`, `/v1/flow/models`;
 - `inference.py`: `/v1/inference/chat/completions`, through the model servers;
-- `schemas.py`: the wire objects, with the SDK's names and enums.
+- `training.py`: a SeekrFlow `TrainingConfig` as a job (also what OpenAI's job route does with
+  one posted as its whole body);
+- `schemas.py`: the wire objects, with the SDK's names and enums;
+- `routes.py`: the routers, for `app.py` to mount.
 
 The SDK authenticates with the bare key (`Authorization: ork-…`, `deps.bearer_key`), and errors
 on these paths come in SeekrFlow's form (`api_errors.flow_envelope`).
 """
-
-from fastapi import APIRouter
-
-from openrft.service.flow import deployments, files, fine_tunes, inference
-
-ROUTERS: tuple[APIRouter, ...] = (
-    files.router,
-    fine_tunes.router,
-    deployments.router,
-    inference.router,
-)

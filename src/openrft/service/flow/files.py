@@ -23,7 +23,7 @@ from sqlalchemy import asc, desc, select
 
 from openrft.service import files as openai_files
 from openrft.service.deps import ProjectDep, SettingsDep, StoreDep
-from openrft.service.errors import InvalidRequestError, NotFoundError, QuotaExceededError
+from openrft.service.errors import InvalidRequestError, QuotaExceededError
 from openrft.service.flow.schemas import (
     FILE_PURPOSES,
     TRAINABLE_PURPOSES,
@@ -131,10 +131,7 @@ def list_files(
 
 
 def _file(store: StoreDep, project: str, file_id: str) -> FlowFile:
-    row = store.file(project, file_id)
-    if row is None:
-        raise NotFoundError(f"No such file: {file_id[:100]!r}", param="id", code="file_not_found")
-    return flow_file(row)
+    return flow_file(openai_files.file_row(store, project, file_id, param="id"))
 
 
 @router.get("/files/{file_id}", response_model=FlowFile)

@@ -25,7 +25,6 @@ from typing import Any
 from fastapi import APIRouter, BackgroundTasks, Request
 from sqlalchemy import select
 
-from openrft.errors import ConfigError, Problem, reroot
 from openrft.service import jobs as openai_jobs
 from openrft.service.deps import ProjectDep, SettingsDep, StoreDep
 from openrft.service.errors import InvalidRequestError, NotFoundError
@@ -38,41 +37,19 @@ from openrft.service.flow.schemas import (
     FlowEvents,
     fine_tune,
     flow_event,
-    normalized_components,
 )
-from openrft.service.resources import resolve_resources
+from openrft.service.flow.training import seekrflow_job
 from openrft.service.schemas import openai_id, seekrflow_id
 from openrft.service.settings import Settings
 from openrft.service.store import Store, deployments, events, flow_projects, jobs
 from openrft.training.config import TrainingConfig
-from openrft.training.dialects import load
 
 router = APIRouter(prefix="/v1/flow", tags=["seekrflow"])
 
-FILE_PATHS = {
-    "$.training_file": "$.training_config.training_files",
-    "$.validation_file": "$.training_config.validation_files",
-    "$.model": "$.training_config.model",
-}
-"""Where a native field's resource problem is in SeekrFlow's body."""
 MAX_LISTED = 1000
 """Most fine-tunes `list` returns (newest first; the SDK does not paginate)."""
 MAX_EVENTS = 10_000
 """Most events `list_events` returns (the newest, oldest first)."""
-
-
-def _config(body: FineTuneCreate, store: Store, settings: Settings, project: str) -> TrainingConfig:
-    """The native config of `body.training_config`, its resources resolved; problems at their
-    place in the body."""
-    try:
-        config = load(body.training_config, dialect="seekrflow")
-        return resolve_resources(config, store, settings, project)
-    except ConfigError as exc:
-        problems = [
-            Problem(FILE_PATHS.get(p.where) or reroot(p.where, "$.training_config"), p.message)
-            for p in exc.problems
-        ]
-        raise ConfigError(problems, "invalid SeekrFlow fine-tune") from None
 
 
 def _flow_project(store: Store, project: str, project_id: int) -> None:
@@ -102,35 +79,19 @@ def create_fine_tune(
 ) -> FineTune:
     """Create a fine-tune from SeekrFlow's `FinetuneRequest`; it starts `pending`."""
     _flow_project(store, project, body.project_id)
-    config = _config(body, store, settings, project)
-    placement = place(body.infrastructure_config, config, settings)
-    overrides = body.training_config.get("openrft") or {}
-    if "num_processes" not in overrides and placement.processes != config.num_processes:
+    raw = body.training_config
+    config, shown = seekrflow_job(raw, store, settings, project, "$.training_config")
+    # the `openrft` extension's own `num_processes` wins over the placement's
+    fixed = "num_processes" in (raw.get("openrft") or {})
+    placement = place(body.infrastructure_config, config, settings, fixed)
+    if placement.processes != config.num_processes:
         config = TrainingConfig.model_validate(
             {**config.stored(), "num_processes": placement.processes}
         )
-    raw = body.training_config
-    kind = str(raw.get("fine_tune_type", "STANDARD")).upper()
-    components = raw.get("reward_components")
-    flow: dict[str, Any] = {
+    shown["flow"] |= {
         "project_id": body.project_id,
-        "fine_tune_type": kind,
-        "reward_components": normalized_components(components) if components else None,
         "infrastructure": body.infrastructure_config.model_dump(),
         "placement": placement.record(),
-    }
-    if kind in ("REINFORCEMENT", "GRPO") and not components:  # SeekrFlow's default reward
-        flow["reward_components"] = normalized_components(
-            {"format_reward_weight": 0.1, "graders": [{"type": "math_accuracy", "weight": 0.9}]}
-        )
-    shown = {
-        "model": raw["model"],
-        "training_file": raw["training_files"][0],
-        "validation_file": (raw.get("validation_files") or [None])[0],
-        "suffix": raw.get("experiment_name"),
-        "method": {"type": config.method},
-        "hyperparameters": {"n_epochs": config.n_epochs, "batch_size": config.batch_size},
-        "flow": flow,
     }
     level = "warn" if placement.short else "info"
     job_id = openai_jobs.submit_job(

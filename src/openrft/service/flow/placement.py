@@ -69,25 +69,25 @@ class Placement:
         }
 
 
-def place(asked: Infrastructure, config: TrainingConfig, settings: Settings) -> Placement:
+def place(
+    asked: Infrastructure, config: TrainingConfig, settings: Settings, fixed: bool = False
+) -> Placement:
     """Map `asked` onto this server's workers (`ConfigError` under strict placement when no
-    worker could honour it)."""
+    worker could honour it); `fixed`: the job set its own `num_processes`, which it keeps."""
     kind, count = machine(settings)
     shortfalls: list[Problem] = []
     where = "$.infrastructure_config"
     if asked.n_node > 1:
-        shortfalls.append(
-            Problem(f"{where}.n_node", f"asks for {asked.n_node} nodes; a job runs on one machine")
-        )
+        message = f"{asked.n_node} nodes asked for; a job runs on one machine"
+        shortfalls.append(Problem(f"{where}.n_node", message))
     if asked.n_accel > count:
-        has = f"{count} accelerator(s)" if count else "no accelerators"
-        shortfalls.append(
-            Problem(f"{where}.n_accel", f"asks for {asked.n_accel}; a worker's machine has {has}")
+        message = (
+            f"{asked.n_accel} accelerators asked for; a worker's machine has {count or 'none'}"
         )
+        shortfalls.append(Problem(f"{where}.n_accel", message))
     if count and kind and asked.accel_type != kind:
-        shortfalls.append(
-            Problem(f"{where}.accel_type", f"asks for {asked.accel_type}; the workers have {kind}")
-        )
+        message = f"{asked.accel_type} asked for; the workers have {kind}"
+        shortfalls.append(Problem(f"{where}.accel_type", message))
     if settings.strict_placement and shortfalls:
         raise ConfigError(
             shortfalls,
@@ -98,14 +98,17 @@ def place(asked: Infrastructure, config: TrainingConfig, settings: Settings) -> 
     processes = _divisor_at_most(config.batch_size * config.num_generations, max(used, 1))
     device = (kind or "GPU") if count else "CPU"
     wanted = f"{asked.n_accel} × {asked.accel_type} on {asked.n_node} node(s)"
-    if count:
+    if fixed:
+        processes = config.num_processes
+        got = f"{processes} process(es) on {device}, as the job's `openrft.num_processes` says"
+    elif count:
         got = f"{processes} process(es), one per {device} ({used} of {count} on one machine)"
     else:
-        got = "1 process on the CPU (this server's workers have no accelerators)"
+        got = "1 process on the CPU"
     short = bool(shortfalls) or processes < asked.n_accel
     why = "; ".join(p.message for p in shortfalls)
     message = f"Placement: asked for {wanted}; running on {got}" + (f" ({why})" if why else "")
-    return Placement(processes, device, processes if count else 0, message, short)
+    return Placement(processes, device, min(processes, count), message, short)
 
 
 def _divisor_at_most(total: int, limit: int) -> int:
