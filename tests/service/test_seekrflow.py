@@ -222,6 +222,17 @@ def test_bulk_upload_keeps_all_or_none(idle: Server, key: str, tmp_path: Path) -
     assert "line 2: invalid JSON" in refused["message"]
     assert _file_count(idle) == before + 2  # the refused pair left nothing behind
     assert len(list((idle.data_dir / "files").iterdir())) == before + 2
+    # the single upload takes one file part
+    two = [("files", ("a.jsonl", good.read_bytes())), ("files", ("b.jsonl", other.read_bytes()))]
+    answer = httpx.put(
+        f"http://127.0.0.1:{idle.port}/v1/flow/files",
+        data={"purpose": "fine-tune"},
+        files=two,
+        headers={"Authorization": key},
+    )
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == "Send one `files` part, not several"
+    assert _file_count(idle) == before + 2
 
 
 def _file_count(server: Server) -> int:

@@ -161,8 +161,10 @@ class UploadForm:
         if name == self.field and b"filename" in options:
             if len(self.parts) >= self.max_files:
                 field = self.field.decode()
-                many = "one" if self.max_files == 1 else f"at most {self.max_files}"
-                raise InvalidRequestError(f"Send {many} `{field}` part(s)", param=field)
+                message = f"Send at most {self.max_files} `{field}` parts"
+                if self.max_files == 1:
+                    message = f"Send one `{field}` part, not several"
+                raise InvalidRequestError(message, param=field)
             filename = options[b"filename"].decode("utf-8", errors="replace")
             part = Received(self._next_target(), os.path.basename(filename) or "upload.jsonl")
             self.parts.append(part)
