@@ -10,6 +10,9 @@ The file is then checked to be UTF-8 JSONL (one JSON object per non-blank line) 
 line named in the error. If anything fails once the file exists — a bad line, a disconnect, a
 bug — the file is removed; the database row is added only after the checks pass.
 
+The same receiver (`store_upload`) takes SeekrFlow's uploads (`flow/files.py`: a `files` part, or
+up to 100 of them for `bulk_files`, their sizes counted together, kept all or none).
+
 The chat format and the grader's needs are checked later, when a job uses the file
 (`validating_files`), because only then is the grader known. Uploads are written from the event
 loop in the chunks they arrive in; this module does not rate-limit or count a project's uploads.
@@ -154,7 +157,8 @@ async def _rows(
     rows = []
     for file_id, part in zip(ids, form.parts, strict=True):
         # reading up to `max_file_bytes` back would stall every other request on the loop
-        await run_in_threadpool(_check_jsonl, part.target, part.size, part.filename * named)
+        name = part.filename if named else ""
+        await run_in_threadpool(_check_jsonl, part.target, part.size, name)
         rows.append(
             {
                 "id": file_id,

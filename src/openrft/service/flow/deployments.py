@@ -176,7 +176,7 @@ def retrieve_deployment(
     return flow_deployment(_deployment_row(store, project, deployment_id), processor(settings))
 
 
-def _target(store: Store, settings: Settings, project: str, body: DeploymentCreate) -> str | None:
+def _target(store: Store, project: str, body: DeploymentCreate) -> str | None:
     """The job a fine-tuned-run deployment serves (None for a base model); 400 for a model
     this project cannot deploy."""
     if body.model_type == "Base Model":
@@ -220,7 +220,7 @@ def create_deployment(
             "(LoRA models share their base model's); use n_instances=1",
             param="n_instances",
         )
-    job_id = _target(store, settings, project, body)
+    job_id = _target(store, project, body)
     deployment_id = add_deployment(
         store,
         project,

@@ -253,8 +253,7 @@ def event_type(row: Mapping[Any, Any]) -> str | None:
 
 
 def flow_event(row: Mapping[Any, Any]) -> FlowEvent:
-    data = row.get("data") if isinstance(row.get("data"), dict) else {}
-    assert data is not None
+    data: dict[str, Any] = row["data"] if isinstance(row["data"], dict) else {}
     trl = data.get("trl") or {}
     scores = data.get("scores") or {}
     metrics = row["type"] == "metrics"
