@@ -724,7 +724,9 @@ def test_a_seekrflow_training_config_posted_to_openais_route_is_a_job(
 def test_the_projects_quotas_hold_on_seekrflows_routes(
     make_server: Any, tiny: str, tmp_path: Path
 ) -> None:
-    server = make_server(OPENRFT_MAX_ACTIVE_JOBS="1", OPENRFT_MAX_PROJECT_BYTES="4000")
+    server = make_server(
+        OPENRFT_MAX_ACTIVE_JOBS="1", OPENRFT_MAX_PROJECT_BYTES="4000", OPENRFT_MAX_JOB_EPOCHS="2"
+    )
     server.register_model("tiny", tiny)
     small, large = tmp_path / "small.jsonl", tmp_path / "large.jsonl"
     small.write_bytes(jsonl(guide_rows(2)))
@@ -740,8 +742,12 @@ def test_the_projects_quotas_hold_on_seekrflows_routes(
         infra = InfrastructureConfig(accel_type="H100", n_accel=1)
         create = lambda: client.fine_tuning.create(
             project_id=project.id, training_config=config, infrastructure_config=infra)
+        epochs = refused(lambda: client.fine_tuning.create(
+            project_id=project.id, infrastructure_config=infra,
+            training_config=config.model_copy(update={"n_epochs": 3})))
         first = create()
         result = {
+            "epochs": epochs,
             "second": refused(create),
             "upload": refused(lambda: client.files.upload(args["large"], purpose="fine-tune")),
             "first": first.status.value,
@@ -751,6 +757,11 @@ def test_the_projects_quotas_hold_on_seekrflows_routes(
         large=str(large),
     )
     assert found["first"] == "pending"
+    assert found["epochs"]["status"] == 400
+    assert (
+        "$.training_config.n_epochs: is 3, over this project's limit of 2"
+        in (found["epochs"]["message"])
+    )
     assert found["second"]["class"] == "RateLimitError"
     assert found["second"]["status"] == 429
     assert "already has 1 active jobs" in found["second"]["message"]

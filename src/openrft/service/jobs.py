@@ -108,7 +108,7 @@ def create_job(
     runs; every problem is reported at its path in the body."""
     if detect_dialect(body) == "seekrflow":  # SeekrFlow's TrainingConfig as the whole body
         config, shown = seekrflow_job(body, store, settings, project)
-        job_id = submit_job(request, background, project, config, shown)
+        job_id = submit_job(request, background, project, config, shown, seekrflow_root="$")
         return get_job(store, project, job_id)
     given = frozenset({"model", "training_file", "validation_file"} & body.keys())
     config = resolve_resources(load(body, dialect="service"), store, settings, project, given)
@@ -141,14 +141,17 @@ def submit_job(
     shown: Mapping[str, Any],
     meta: Mapping[str, str] | None = None,
     first: Sequence[tuple[str, str]] = (),
+    seekrflow_root: str | None = None,
 ) -> str:
     """Store a validated, resolved job as `validating_files` and check its files in the
     background; its id. Both APIs create jobs here (OpenAI's `create_job`, SeekrFlow's
     `flow/fine_tunes.py`): `shown` holds the columns the job shows as given (`model`,
     `training_file`, `validation_file`, `suffix`, `method`, `hyperparameters`, …, `flow`);
-    `first` are `(message, level)` events logged before "Created fine-tuning job"."""
+    `first` are `(message, level)` events logged before "Created fine-tuning job";
+    `seekrflow_root`: where in the request a SeekrFlow `TrainingConfig` is (for the quota's
+    problems), None for OpenAI's body."""
     store, settings = request.app.state.store, request.app.state.settings
-    check_job_quota(config, store, settings, project)
+    check_job_quota(config, store, settings, project, seekrflow_root)
     job_id = new_id("ftjob")
     row = {
         "id": job_id,

@@ -66,24 +66,34 @@ def fine_tuned_model_name(base: str, suffix: str | None, job_id: str) -> str:
     return f"ft:{base}:{suffix or ''}:{job_id.removeprefix('ftjob-')}"
 
 
-def check_job_quota(config: TrainingConfig, store: Store, settings: Settings, project: str) -> None:
+def check_job_quota(
+    config: TrainingConfig,
+    store: Store,
+    settings: Settings,
+    project: str,
+    seekrflow_root: str | None = None,
+) -> None:
     """Refuse a job over the project's quotas: `ConfigError` for its settings (every one over),
-    `QuotaExceededError` (429) when the project already has its most active jobs."""
+    `QuotaExceededError` (429) when the project already has its most active jobs. Problems are
+    at their place in an OpenAI body, or in a SeekrFlow `TrainingConfig` at `seekrflow_root`."""
     limits = quota(store, settings, project)
+    native = f"{seekrflow_root}.openrft" if seekrflow_root is not None else "$.openrft"
     problems = []
     stages = [("", config.n_epochs, config.max_steps)]
     if config.sft_warmup is not None:
         stages.append(("sft_warmup.", config.sft_warmup.n_epochs, config.sft_warmup.max_steps))
     for prefix, epochs, steps in stages:
         if epochs > limits.max_job_epochs:
-            where = f"$.openrft.{prefix}n_epochs"
-            if not prefix:  # OpenAI's hyperparameter (or the `openrft` override of it)
+            where = f"{native}.{prefix}n_epochs"
+            if seekrflow_root is not None:  # SeekrFlow's one n_epochs (the SFT stage's too)
+                where = f"{seekrflow_root}.n_epochs"
+            elif not prefix:  # OpenAI's hyperparameter (or the `openrft` override of it)
                 where = f"$.method.{config.method}.hyperparameters.n_epochs"
             problems.append(_over(where, epochs, limits.max_job_epochs))
         if steps is not None and steps > limits.max_job_steps:
-            problems.append(_over(f"$.openrft.{prefix}max_steps", steps, limits.max_job_steps))
+            problems.append(_over(f"{native}.{prefix}max_steps", steps, limits.max_job_steps))
     if config.num_processes > limits.max_job_processes:
-        where = "$.openrft.num_processes"
+        where = f"{native}.num_processes"
         problems.append(_over(where, config.num_processes, limits.max_job_processes))
     if problems:
         raise ConfigError(problems, "the job is over this project's quota")

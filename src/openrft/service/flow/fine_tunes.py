@@ -95,7 +95,13 @@ def create_fine_tune(
     }
     level = "warn" if placement.short else "info"
     job_id = openai_jobs.submit_job(
-        request, background, project, config, shown, first=[(placement.message, level)]
+        request,
+        background,
+        project,
+        config,
+        shown,
+        first=[(placement.message, level)],
+        seekrflow_root="$.training_config",
     )
     return _fine_tune(store, settings, project, job_id)
 
