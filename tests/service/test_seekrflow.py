@@ -603,6 +603,13 @@ def test_a_fine_tune_trains_to_completion_and_its_model_is_served(
         by_deployment = chat(deployment.id)
         demoted = dump(client.deployments.demote(deployment.id))
         after = refused(lambda: chat(job_id))
+        second = client.deployments.create(
+            name="second copy", description="the run again", model_type="Fine-tuned Run",
+            model_id=job_id, n_instances=1)
+        again = chat(job_id)  # the run's Active deployment serves it
+        demoted_events = dump(client.fine_tuning.demote(job_id))
+        all_off = [d.status.value for d in client.deployments.list().data]
+        refused_again = refused(lambda: chat(second.id))
         base = client.deployments.create(
             name="tiny base", description="the base model", model_type="Base Model",
             model_id="tiny", n_instances=1)
@@ -613,6 +620,8 @@ def test_a_fine_tune_trains_to_completion_and_its_model_is_served(
             "before": before, "promoted": promoted, "deployed": deployed, "answer": answer,
             "chunks": chunks, "counted": counted, "by_deployment": by_deployment,
             "demoted": demoted, "after": after, "base": dump(base),
+            "again": again, "demoted_events": demoted_events, "all_off": all_off,
+            "refused_again": refused_again,
             "base_answer": chat(base.id),
             "refused_instances": refused(lambda: client.deployments.create(
                 name="two copies", description="more than one", model_type="Base Model",
@@ -662,6 +671,11 @@ def test_a_fine_tune_trains_to_completion_and_its_model_is_served(
     assert found["demoted"]["status"] == "Inactive"
     assert found["after"]["status"] == 400
     assert "Inactive" in found["after"]["message"]
+    assert found["again"]["choices"][0]["message"] == answer["choices"][0]["message"]
+    messages = [e["message"] for e in found["demoted_events"]["data"]]
+    assert messages[-1].startswith("Model demoted: ft:tiny:")
+    assert found["all_off"] == ["Inactive", "Inactive"]  # demote stops every deployment of it
+    assert found["refused_again"]["status"] == 400
     assert found["base"]["model_type"] == "Base Model"
     assert found["base_answer"]["model"] == found["base"]["id"]
     assert found["refused_instances"]["status"] == 400

@@ -175,13 +175,14 @@ def list_events(
 
 
 def set_deployment(store: Store, project: str, job: Any, active: bool) -> str:
-    """Make the deployment of `job`'s model Active (created on first use) or Inactive; its id."""
+    """Promote: make the first deployment of `job`'s model Active (created on first use).
+    Demote: make every one of them Inactive. The id of the (first) deployment."""
     query = select(deployments.c.id).where(
         deployments.c.project == project, deployments.c.job_id == job["id"]
     )
-    found = store.one(query.order_by(deployments.c.seq))
+    found = [row["id"] for row in store.all(query.order_by(deployments.c.seq))]
     flow_id = seekrflow_id(job["id"])
-    if found is None and active:
+    if not found and active:
         return add_deployment(
             store,
             project,
@@ -191,14 +192,15 @@ def set_deployment(store: Store, project: str, job: Any, active: bool) -> str:
             name=(job["suffix"] or flow_id)[:100],
             description=f"The model of fine-tune {flow_id}",
         )
-    if found is None:
+    if not found:
         raise InvalidRequestError(
             f"Fine-tune {flow_id}'s model was never promoted; nothing to demote",
             param="fine_tune_id",
             code="not_deployed",
         )
-    set_status(store, project, found["id"], "Active" if active else "Inactive")
-    return str(found["id"])
+    for deployment_id in found[:1] if active else found:
+        set_status(store, project, deployment_id, "Active" if active else "Inactive")
+    return str(found[0])
 
 
 def _promote(store: Store, project: str, fine_tune_id: str, active: bool) -> FlowEvents:
@@ -215,7 +217,7 @@ def _promote(store: Store, project: str, fine_tune_id: str, active: bool) -> Flo
     if active:
         store.log(job["id"], f"Model promoted: {model} is served by deployment {deployment_id}")
     else:
-        store.log(job["id"], f"Model demoted: deployment {deployment_id} of {model} is inactive")
+        store.log(job["id"], f"Model demoted: {model} is not served (its deployments are Inactive)")
     return job_events(store, job["id"])
 
 

@@ -46,13 +46,13 @@ def served_name(store: Store, project: str, name: str) -> tuple[str, str | None]
             return str(row["model_id"]), str(row["id"])
         return _fine_tuned(store, project, row["job_id"], name), str(row["id"])
     if name.startswith("ft-"):
-        found = store.one(
+        rows = store.all(
             select(deployments)
             .where(deployments.c.project == project, deployments.c.job_id == openai_id(name))
             .order_by(deployments.c.seq)
         )
         model = _fine_tuned(store, project, openai_id(name), name)
-        if found is None:
+        if not rows:
             raise InvalidRequestError(
                 f"The model of fine-tune {name} is not deployed: promote it first "
                 "(client.fine_tuning.promote(id)), or use its OpenAI name "
@@ -60,8 +60,9 @@ def served_name(store: Store, project: str, name: str) -> tuple[str, str | None]
                 param="model",
                 code="model_not_deployed",
             )
-        _active(found, name)
-        return model, str(found["id"])
+        active = [row for row in rows if row["status"] == "Active"]
+        _active(active[0] if active else rows[0], name)
+        return model, str(active[0]["id"])
     return name, None
 
 
