@@ -17,7 +17,7 @@ the code as `.code`. What reaches the wire:
   unexpected (500, logged with its traceback).
 
 SeekrFlow's routes (`/v1/flow/…`, `/v1/inference/…`: `service/flow/`) answer in SeekrFlow's
-form instead (`SEEKRFLOW_PATHS`, `flow_envelope`): FastAPI's `{"detail": message}`, which is
+form instead (`SEEKRFLOW_PATHS`, `error_body`): FastAPI's `{"detail": message}`, which is
 what SeekrFlow's own server sends, with the fields of the `seekrai` SDK's
 `SeekrFlowErrorResponse` (`message`, `type`, `param`, `code`) beside it. The SDK raises
 `InvalidRequestError` for 400/403/404, `AuthenticationError` for 401, `ConflictError` for 409
@@ -35,7 +35,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from openrft.errors import (
     ConfigError,
@@ -163,39 +163,20 @@ def http_shape(exc: OpenRFTError) -> HttpShape:
     return UNMAPPED
 
 
-def envelope(
-    status: int,
-    message: str,
-    type: str,
-    param: str | None = None,
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    """OpenAI's error envelope with `status`."""
-    from fastapi.responses import JSONResponse
-
-    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
 SEEKRFLOW_PATHS = ("/v1/flow/", "/v1/inference/")
-"""Path prefixes whose errors are in SeekrFlow's form (`flow_envelope`)."""
+"""Path prefixes whose errors are in SeekrFlow's form (`error_body`)."""
 
 
-def flow_envelope(
-    status: int,
-    message: str,
-    type: str,
-    param: str | None = None,
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    """SeekrFlow's error body with `status`: FastAPI's `detail`, and `SeekrFlowErrorResponse`'s
-    fields beside it."""
-    from fastapi.responses import JSONResponse
-
-    body = {"detail": message, "message": message, "type": type, "param": param, "code": code}
-    return JSONResponse(body, status_code=status, headers=headers)
+def error_body(
+    message: str, type: str, param: str | None = None, code: str | None = None, path: str = ""
+) -> dict[str, Any]:
+    """The error body of the API `path` belongs to: OpenAI's `{"error": {message, type, param,
+    code}}`, or on SeekrFlow's paths FastAPI's `detail` with `SeekrFlowErrorResponse`'s fields
+    beside it."""
+    fields = {"message": message, "type": type, "param": param, "code": code}
+    if path.startswith(SEEKRFLOW_PATHS):
+        return {"detail": message, **fields}
+    return {"error": fields}
 
 
 def envelope_for(
@@ -207,9 +188,23 @@ def envelope_for(
     code: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    """The error envelope of the API `path` belongs to: SeekrFlow's or OpenAI's."""
-    build = flow_envelope if path.startswith(SEEKRFLOW_PATHS) else envelope
-    return build(status, message, type, param, code, headers)
+    """`error_body` for `path` with `status`."""
+    from fastapi.responses import JSONResponse
+
+    body = error_body(message, type, param, code, path)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def envelope(
+    status: int,
+    message: str,
+    type: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """OpenAI's error envelope with `status`."""
+    return envelope_for("", status, message, type, param, code, headers)
 
 
 def error_response(exc: ApiError, path: str = "") -> JSONResponse:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from openrft.api_errors import SEEKRFLOW_PATHS
+from openrft.api_errors import error_body
 from openrft.service.errors import PayloadTooLargeError
 
 Scope = MutableMapping[str, Any]
@@ -88,10 +88,7 @@ def _framing(scope: Scope) -> tuple[bytes | None, bool]:
 
 async def _refuse(send: Send, limit: int, path: str) -> None:
     error = _too_large(limit)
-    fields = {"message": error.message, "type": error.type, "param": None, "code": error.code}
-    # SeekrFlow's routes answer in its form (`api_errors.flow_envelope`)
-    shaped = {"detail": error.message, **fields} if path.startswith(SEEKRFLOW_PATHS) else None
-    body = json.dumps(shaped or {"error": fields}).encode()
+    body = json.dumps(error_body(error.message, error.type, None, error.code, path)).encode()
     await send(
         {
             "type": "http.response.start",

@@ -13,5 +13,5 @@ the same store, workers, tenancy and quotas as the OpenAI routes.
 - `routes.py`: the routers, for `app.py` to mount.
 
 The SDK authenticates with the bare key (`Authorization: ork-…`, `deps.bearer_key`), and errors
-on these paths come in SeekrFlow's form (`api_errors.flow_envelope`).
+on these paths come in SeekrFlow's form (`api_errors.error_body`).
 """

@@ -21,13 +21,19 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from openrft.service import tenancy
 from openrft.service.deps import ProjectDep, SettingsDep, StoreDep
-from openrft.service.errors import InvalidRequestError, NotFoundError
+from openrft.service.errors import InvalidRequestError
 from openrft.service.flow.placement import machine
-from openrft.service.flow.records import add_deployment, runs_of, set_status
+from openrft.service.flow.records import (
+    add_deployment,
+    deployment,
+    flow_project,
+    runs_of,
+    set_status,
+)
 from openrft.service.flow.schemas import (
     PROCESSORS,
     DeploymentCreate,
@@ -88,15 +94,7 @@ def list_projects(
 
 @router.get("/projects/{project_id}", response_model=FlowProject)
 def retrieve_project(project: ProjectDep, store: StoreDep, project_id: int) -> FlowProject:
-    row = store.one(
-        select(flow_projects).where(
-            flow_projects.c.id == project_id, flow_projects.c.project == project
-        )
-    )
-    if row is None:
-        raise NotFoundError(
-            f"No such project: {project_id}", param="project_id", code="project_not_found"
-        )
+    row = flow_project(store, project, project_id)
     return _project(row, runs_of(store, project).get(project_id, (0, 0)))
 
 
@@ -107,9 +105,9 @@ def create_project(project: ProjectDep, store: StoreDep, body: ProjectCreate) ->
         raise InvalidRequestError("the server chooses a project's id; leave `id` out", param="id")
     with store.tx() as conn:
         count = conn.execute(
-            select(flow_projects.c.id).where(flow_projects.c.project == project)
-        ).all()
-        if len(count) >= MAX_PROJECTS:
+            select(func.count()).where(flow_projects.c.project == project)
+        ).scalar_one()
+        if count >= MAX_PROJECTS:
             raise InvalidRequestError(f"a project may have at most {MAX_PROJECTS} projects")
         made = conn.execute(
             flow_projects.insert().values(
@@ -137,21 +135,6 @@ def processor(settings: Settings) -> str:
     return kind if kind in PROCESSORS else "NVIDIA"
 
 
-def _deployment_row(store: Store, project: str, deployment_id: str) -> Any:
-    row = store.one(
-        select(deployments).where(
-            deployments.c.id == deployment_id, deployments.c.project == project
-        )
-    )
-    if row is None:
-        raise NotFoundError(
-            f"No such deployment: {deployment_id[:100]!r}",
-            param="deployment_id",
-            code="deployment_not_found",
-        )
-    return row
-
-
 @router.get("/deployments", response_model=FlowDeployments)
 def list_deployments(
     project: ProjectDep, store: StoreDep, settings: SettingsDep, skip: int = 0, limit: int = 100
@@ -173,7 +156,7 @@ def list_deployments(
 def retrieve_deployment(
     project: ProjectDep, store: StoreDep, settings: SettingsDep, deployment_id: str
 ) -> FlowDeployment:
-    return flow_deployment(_deployment_row(store, project, deployment_id), processor(settings))
+    return flow_deployment(deployment(store, project, deployment_id), processor(settings))
 
 
 def _target(store: Store, project: str, body: DeploymentCreate) -> str | None:
@@ -236,7 +219,7 @@ def create_deployment(
 def _set_status(
     store: Store, settings: Settings, project: str, deployment_id: str, status: str
 ) -> FlowDeployment:
-    _deployment_row(store, project, deployment_id)
+    deployment(store, project, deployment_id)
     set_status(store, project, deployment_id, status)
     return retrieve_deployment(project, store, settings, deployment_id)
 

@@ -29,7 +29,7 @@ from openrft.service import jobs as openai_jobs
 from openrft.service.deps import ProjectDep, SettingsDep, StoreDep
 from openrft.service.errors import InvalidRequestError, NotFoundError
 from openrft.service.flow.placement import machine, place
-from openrft.service.flow.records import add_deployment, deployed, set_status
+from openrft.service.flow.records import add_deployment, deployed, flow_project, set_status
 from openrft.service.flow.schemas import (
     FineTune,
     FineTuneCreate,
@@ -41,7 +41,7 @@ from openrft.service.flow.schemas import (
 from openrft.service.flow.training import seekrflow_job
 from openrft.service.schemas import openai_id, seekrflow_id
 from openrft.service.settings import Settings
-from openrft.service.store import Store, deployments, events, flow_projects, jobs
+from openrft.service.store import Store, deployments, events, jobs
 from openrft.training.config import TrainingConfig
 
 router = APIRouter(prefix="/v1/flow", tags=["seekrflow"])
@@ -50,21 +50,6 @@ MAX_LISTED = 1000
 """Most fine-tunes `list` returns (newest first; the SDK does not paginate)."""
 MAX_EVENTS = 10_000
 """Most events `list_events` returns (the newest, oldest first)."""
-
-
-def _flow_project(store: Store, project: str, project_id: int) -> None:
-    found = store.one(
-        select(flow_projects.c.id).where(
-            flow_projects.c.id == project_id, flow_projects.c.project == project
-        )
-    )
-    if found is None:
-        raise NotFoundError(
-            f"No such project: {project_id}; create one with "
-            "client.projects.create(name=..., description=...) and pass its id",
-            param="project_id",
-            code="project_not_found",
-        )
 
 
 @router.post("/fine-tune", response_model=FineTune)
@@ -78,7 +63,7 @@ def create_fine_tune(
     body: FineTuneCreate,
 ) -> FineTune:
     """Create a fine-tune from SeekrFlow's `FinetuneRequest`; it starts `pending`."""
-    _flow_project(store, project, body.project_id)
+    flow_project(store, project, body.project_id)
     raw = body.training_config
     config, shown = seekrflow_job(raw, store, settings, project, "$.training_config")
     # the `openrft` extension's own `num_processes` wins over the placement's

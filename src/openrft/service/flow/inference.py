@@ -20,11 +20,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from openrft.api_errors import flow_envelope
+from openrft.api_errors import envelope_for
 from openrft.inference.schemas import ChatRequest
 from openrft.service import chat
 from openrft.service.deps import ProjectDep
 from openrft.service.errors import InvalidRequestError, NotFoundError
+from openrft.service.flow.records import deployment
 from openrft.service.schemas import openai_id
 from openrft.service.store import Store, deployments, jobs
 
@@ -34,13 +35,7 @@ router = APIRouter(prefix="/v1/inference", tags=["seekrflow"])
 def served_name(store: Store, project: str, name: str) -> tuple[str, str | None]:
     """The OpenAI model name to answer `name` with, and the deployment to count tokens on."""
     if name.startswith("dep-"):
-        row = store.one(
-            select(deployments).where(deployments.c.id == name, deployments.c.project == project)
-        )
-        if row is None:
-            raise NotFoundError(
-                f"No such deployment: {name[:100]!r}", param="model", code="model_not_found"
-            )
+        row = deployment(store, project, name, param="model", code="model_not_found")
         _active(row, name)
         if row["job_id"] is None:
             return str(row["model_id"]), str(row["id"])
@@ -114,7 +109,8 @@ async def create_chat_completion(body: ChatRequest, project: ProjectDep, request
     answer = await chat.complete(body.model_copy(update={"model": model}), project, request, asked)
     if isinstance(answer, JSONResponse) and answer.status_code != 200:  # the model server's
         error = json.loads(bytes(answer.body)).get("error") or {}
-        return flow_envelope(
+        return envelope_for(
+            request.url.path,
             answer.status_code,
             str(error.get("message", "the model server refused the request")),
             str(error.get("type", "server_error")),

@@ -1,13 +1,50 @@
-"""The store queries SeekrFlow's routes share: deployments of fine-tuned runs, and the runs a
-SeekrFlow project counts."""
+"""The store queries SeekrFlow's routes share: a project or deployment by id, deployments of
+fine-tuned runs, and the runs a SeekrFlow project counts."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import RowMapping
 
-from openrft.service.store import Store, deployments, jobs, new_id, now
+from openrft.service.errors import NotFoundError
+from openrft.service.store import Store, deployments, flow_projects, jobs, new_id, now
+
+
+def flow_project(store: Store, project: str, project_id: int) -> RowMapping:
+    """One of `project`'s SeekrFlow projects (404 saying how to make one)."""
+    row = store.one(
+        select(flow_projects).where(
+            flow_projects.c.id == project_id, flow_projects.c.project == project
+        )
+    )
+    if row is None:
+        raise NotFoundError(
+            f"No such project: {project_id}; create one with "
+            "client.projects.create(name=..., description=...) and pass its id",
+            param="project_id",
+            code="project_not_found",
+        )
+    return row
+
+
+def deployment(
+    store: Store,
+    project: str,
+    deployment_id: str,
+    param: str = "deployment_id",
+    code: str = "deployment_not_found",
+) -> RowMapping:
+    """One of `project`'s deployments (404 with `code`, at `param` of the request)."""
+    row = store.one(
+        select(deployments).where(
+            deployments.c.id == deployment_id, deployments.c.project == project
+        )
+    )
+    if row is None:
+        raise NotFoundError(f"No such deployment: {deployment_id[:100]!r}", param=param, code=code)
+    return row
 
 
 def add_deployment(
