@@ -7,8 +7,9 @@ no gradient checkpointing, generation every step) and the same prompts:
 - **trl**: `trl.GRPOTrainer`, fp32, one row per completion (the anchor);
 - **sharing**: ours (`build_grpo_trainer`) with `prefix_sharing: true`, `bf16: false` — exact,
   so this is the speed-up that costs nothing in numerics;
-- **bf16**: ours with `prefix_sharing: false`, `bf16: true` (autocast, fp32 master weights);
-- **both**: ours with both on (what `auto` gives on a CPU with AVX512-BF16 or AMX).
+- **bf16**: ours with `prefix_sharing: false`, `bf16: true` (autocast, the frozen LoRA base
+  stored in bf16, fp32 master weights for the adapter);
+- **both**: ours with both on (what `auto` gives a LoRA run on a CPU with AVX512-BF16 or AMX).
 
 Shapes (`--shapes`):
 

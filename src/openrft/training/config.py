@@ -235,9 +235,9 @@ class TrainingConfig(ConfigModel):
     gradient_checkpointing: bool = False
     """Recompute activations in backward to save memory (costs 15–45% per step on CPU)."""
     bf16: bool | Literal["auto"] = "auto"
-    """bf16 autocast for training and sampling, fp32 master weights kept for the trainable
-    parameters. `auto`: on where it pays (GPUs with bf16, CPUs with AMX-BF16), off elsewhere
-    (on a CPU with only AVX512-BF16 it measured no gain over fp32 with prefix sharing); the
+    """bf16 autocast for training and sampling, the frozen weights (LoRA's base model) stored in
+    bf16, fp32 master weights kept for the trainable parameters. `auto`: on where it pays (GPUs
+    with bf16, CPUs with AMX-BF16, and CPUs with AVX512-BF16 for LoRA runs), off elsewhere; the
     run's first event says which and why."""
     prefix_sharing: bool | Literal["auto"] = "auto"
     """Score each group's prompt once, every completion attending to it (exact: the same
@@ -389,7 +389,7 @@ def _common_args(config: TrainingConfig, output_dir: Path) -> dict[str, Any]:
         "save_strategy": "no",  # checkpoints are ours: best-k by valid reward (callbacks.py)
         # the new name, set explicitly: TRL defaults the deprecated alias to True
         "activation_checkpointing": config.gradient_checkpointing,
-        "bf16": resolve_bf16(config.bf16).on,
+        "bf16": resolve_bf16(config.bf16, lora=config.lora is not None).on,
         "use_cpu": not _has_cuda(),
         "disable_tqdm": True,  # our rich progress bar replaces it
         "dataloader_num_workers": 0,

@@ -55,7 +55,7 @@ from openrft.training.models import (
     load_causal_lm,
     tokenizer_source,
 )
-from openrft.training.precision import resolve_bf16
+from openrft.training.precision import resolve_bf16, store_frozen_in_bf16
 from openrft.training.records import (
     Row,
     grpo_records,
@@ -260,7 +260,11 @@ def build_grpo_trainer(
     trainer.timer = callback.timer
     sharing = prefix_sharing.decide(config.prefix_sharing, model)
     trainer.prefix_sharing = sharing.on
-    precision = resolve_bf16(config.bf16)
+    precision = resolve_bf16(config.bf16, lora=config.lora is not None)
+    if precision.on:  # the frozen base (LoRA) and reference model: bf16, cast once
+        for frozen in (model, trainer.ref_model):
+            if frozen is not None:
+                store_frozen_in_bf16(frozen)
     callback.setup = {
         "bf16": (precision.on, precision.reason),
         "prefix_sharing": (sharing.on, sharing.reason),

@@ -1,18 +1,21 @@
 """Where bf16 pays: `bf16: auto` resolved against the hardware the run is on.
 
 bf16 here is autocast (accelerate's `mixed_precision="bf16"`, which TRL's `bf16=True` turns on):
-matmuls run in bf16, the trainable parameters and optimizer state stay fp32. It pays on GPUs with
-bf16 and on CPUs with AMX-BF16 tiles. On a CPU with only AVX512-BF16 (this project's CI kind:
-large square matmuls run ~3x faster in bf16, but a GRPO step's small, memory-bound ones do not),
-bf16 autocast measured 1.3x on TRL's own path and nothing on top of prefix sharing, so `auto`
-keeps fp32 there and says so; `bf16: true` still turns it on. On a CPU with neither, bf16 is
-emulated and slower. Nothing here imports torch until asked.
+matmuls run in bf16, the trainable parameters and optimizer state stay fp32. The frozen weights
+(a LoRA run's base model, a reference model) are stored in bf16 once (`store_frozen_in_bf16`)
+instead of being cast by autocast on every call. It pays on GPUs with bf16, on CPUs with
+AMX-BF16, and on CPUs with AVX512-BF16 under LoRA: there a GRPO step's matmuls are small and
+memory-bound, and autocast's per-call cast of each fp32 weight cost what bf16 saved (1.3x on
+TRL's path, nothing on top of prefix sharing), while bf16-stored weights run the same matmuls
+2-5x faster (docs/benchmarks.md). A full fine-tune there has no frozen weights to store, so
+`auto` keeps it fp32 and says so. On a CPU with none of these, bf16 is emulated and ~80x
+slower. Nothing here imports torch until asked.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -24,11 +27,11 @@ class Precision:
     """A sentence for the run's first event, e.g. `bf16 autocast on: the CPU has AMX-BF16`."""
 
 
-def bf16_hardware() -> str | None:
+def bf16_hardware(lora: bool = True) -> str | None:
     """What makes bf16 pay here (`the GPU (NVIDIA H200) has bf16`, `the CPU has AMX-BF16`), or
-    `None` when nothing does. AVX512-BF16 without AMX does not count: on such a CPU bf16
-    autocast measured 1.3x on TRL's row-per-completion path but no gain on top of prefix
-    sharing (`benchmarks/prefix_sharing.py`, docs/benchmarks.md), so `auto` leaves it off."""
+    `None` when nothing does. AVX512-BF16 without AMX counts only for a LoRA run (`lora`), whose
+    frozen base is stored in bf16: autocast's per-call casts of fp32 weights (all a full
+    fine-tune has) cost there what bf16 saves."""
     import torch
 
     if torch.cuda.is_available():
@@ -37,23 +40,46 @@ def bf16_hardware() -> str | None:
         return None
     if _flag(torch.cpu, "_is_amx_tile_supported") or _cpu_flag("amx_bf16"):
         return "the CPU has AMX-BF16"
+    if lora and _avx512_bf16():
+        return "the CPU has AVX512-BF16 and the LoRA base is stored in bf16"
     return None
 
 
-def resolve_bf16(setting: bool | Literal["auto"]) -> Precision:
-    """The `bf16` setting made concrete for this machine."""
-    hardware = bf16_hardware()
+def resolve_bf16(setting: bool | Literal["auto"], lora: bool = True) -> Precision:
+    """The `bf16` setting made concrete for this machine and run (`lora`: a LoRA run)."""
+    hardware = bf16_hardware(lora)
     if setting == "auto":
         if hardware is not None:
             return Precision(True, f"bf16 autocast on (`bf16: auto`): {hardware}")
         if _avx512_bf16():
-            why = "the CPU has AVX512-BF16 but no AMX, where bf16 measured no gain over fp32"
-            return Precision(False, f"fp32 (`bf16: auto`): {why} with prefix sharing")
-        return Precision(False, "fp32 (`bf16: auto`): neither a bf16 GPU nor a CPU with AMX-BF16")
+            why = "the CPU has AVX512-BF16 but no AMX, where a full fine-tune measured no gain"
+            return Precision(False, f"fp32 (`bf16: auto`): {why} in bf16")
+        return Precision(False, "fp32 (`bf16: auto`): neither a bf16 GPU nor a CPU with bf16")
     if setting:
         slow = "" if hardware or _avx512_bf16() else " (no bf16 hardware here: expect it slower)"
         return Precision(True, f"bf16 autocast on (`bf16: true`){slow}")
     return Precision(False, "fp32 (`bf16: false`)")
+
+
+def store_frozen_in_bf16(model: Any) -> int:
+    """Store `model`'s frozen floating-point parameters in bf16, in place: under LoRA the whole
+    base model, under full fine-tuning nothing (every parameter trains; autocast casts its fp32
+    master weight per call). Autocast multiplies by a weight's bf16 value anyway, so the base's
+    matmuls compute the same products; what changes is that the embedding and norm outputs, and
+    so the residual stream, are bf16 too, as in a model loaded in bf16. The trainable parameters
+    (the adapter, its optimizer state) and buffers (rotary frequencies) stay fp32; tied weights
+    stay tied (one parameter). A model so stored runs with or without autocast (peft casts the
+    adapter's input). Returns how many values are stored in bf16."""
+    import torch
+
+    stored = 0
+    for parameter in model.parameters():
+        if parameter.requires_grad or not parameter.is_floating_point():
+            continue
+        if parameter.dtype != torch.bfloat16:
+            parameter.data = parameter.data.to(torch.bfloat16)
+        stored += parameter.numel()
+    return stored
 
 
 def _avx512_bf16() -> bool:
