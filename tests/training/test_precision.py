@@ -140,3 +140,26 @@ def test_bf16_run_autocasts_and_keeps_fp32_trainable_weights(
     assert dtypes == {torch.float32}
     state = json.loads((result.checkpoints[0] / "trainer_state.json").read_text())
     assert state["global_step"] == 2
+
+
+def test_a_bf16_supervised_stage_stores_its_base_and_saves_an_fp32_adapter(
+    make_config: Any, tmp_path: Path
+) -> None:
+    """The SFT stage (a warm-up, or a `method: supervised` job) stores the base as the GRPO
+    stage does, and what it trains and saves is the fp32 adapter."""
+    from safetensors.torch import load_file
+
+    from openrft.training.config import SFTSettings
+    from openrft.training.grpo import supervise
+    from openrft.training.records import load_rows
+
+    config = make_config(bf16=True)
+    model, tokenizer = load_model(config)
+    rows = load_rows(config.training_file, config.grader)
+    settings = SFTSettings(completion="{{ item.reference_answer }}", max_steps=1, batch_size=2)
+    trainer = supervise(config, settings, model, tokenizer, rows, tmp_path / "sft")
+    assert trainer.args.bf16
+    assert {p.dtype for p in model.parameters() if not p.requires_grad} == {torch.bfloat16}
+    trainer.save_model(str(tmp_path / "adapter"))
+    saved = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
+    assert {tensor.dtype for tensor in saved.values()} == {torch.float32}

@@ -261,10 +261,8 @@ def build_grpo_trainer(
     sharing = prefix_sharing.decide(config.prefix_sharing, model)
     trainer.prefix_sharing = sharing.on
     precision = resolve_bf16(config.bf16, lora=config.lora is not None)
-    if precision.on:  # the frozen base (LoRA) and reference model: bf16, cast once
-        for frozen in (model, trainer.ref_model):
-            if frozen is not None:
-                store_frozen_in_bf16(frozen)
+    if not trainer.use_vllm:
+        store_frozen(config, model, trainer.ref_model)
     callback.setup = {
         "bf16": (precision.on, precision.reason),
         "prefix_sharing": (sharing.on, sharing.reason),
@@ -274,6 +272,17 @@ def build_grpo_trainer(
     trainer.constraint = constraint_for(config, tokenizer)
     trainer.remove_callback(PrinterCallback)  # our metrics lines and progress bar replace it
     return trainer
+
+
+def store_frozen(config: TrainingConfig, *models: Any) -> None:
+    """With bf16 on, store the frozen weights of `models` (LoRA's base, a reference model) in
+    bf16 once (`precision.store_frozen_in_bf16`). Not under vLLM: its weight sync merges the
+    adapter into the base and unmerges it every step, which in bf16 would round the base a
+    little more each time (and vLLM does the sampling the stored base speeds up)."""
+    if resolve_bf16(config.bf16, lora=config.lora is not None).on:
+        for model in models:
+            if model is not None:
+                store_frozen_in_bf16(model)
 
 
 def _timed_trainer_class() -> type:
@@ -430,6 +439,7 @@ def supervise(
     if agent is not None:
         tools_for = lambda row: agent.schemas[agent.environment(row)]  # noqa: E731
     records = sft_records(source, settings.completion, tools_for)
+    store_frozen(config, model)  # as the GRPO stage that may follow does
     trainer = SFTTrainer(
         model=model,
         args=build_sft_config(settings, config, out, len(records)),
@@ -466,6 +476,7 @@ def run_supervised(
         reward = GraderReward(config.grader, context, response_format=config.response_format)
         prompts = [prompt_only(row) for row in valid_rows]
         evaluator = build_evaluator(config, model, tokenizer, prompts, reward)
+    store_frozen(config, model)  # before the baseline: both evaluations see the same base
     baseline = evaluator.run(0) if evaluator else None
     trainer = supervise(config, settings, model, tokenizer, train_rows, out / "sft")
     final = evaluator.run(trainer.state.global_step) if evaluator else None
