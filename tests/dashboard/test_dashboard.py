@@ -37,9 +37,10 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOT = os.environ.get("OPENRFT_DASHBOARD_SCREENSHOT")
 """Set to a path (docs/dashboard.png) to save the finished job's page there."""
-WAIT_MS = 240_000
-"""Upper bound for waits on training (a tiny model's steps take well under a second, but the
-training subprocess starts torch and TRL first, on a shared 2-core machine)."""
+WAIT_MS = 0
+"""Playwright's "no timeout", for waits on training (the training subprocess starts torch and
+TRL first, on a shared 2-core machine, so it may take any time): a dead server fails the page's
+requests, and pytest-timeout's per-test limit (pyproject.toml) is the one guard against a hang."""
 
 PARTIAL = {
     "type": "multi",
@@ -100,7 +101,9 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             headless=True,
             viewport={"width": 1400, "height": 900},
         )
-        context.set_default_timeout(30_000)
+        context.set_default_timeout(WAIT_MS)  # clicks and selectors wait as long
+        context.set_default_navigation_timeout(WAIT_MS)
+        sync_api.expect.set_options(timeout=WAIT_MS)  # and so do assertions (5 s by default)
         yield context
         context.close()
 

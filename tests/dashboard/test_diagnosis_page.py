@@ -75,7 +75,6 @@ def jobs(client: openai.OpenAI) -> dict[str, str]:
     # files are validated after the create call answers: a job pauses once it is queued
     wait_for(
         lambda: client.fine_tuning.jobs.retrieve(made["scripted"]).status != "validating_files",
-        timeout=120,
     )
     client.fine_tuning.jobs.pause(made["scripted"])
     return made

@@ -98,7 +98,6 @@ def test_validating_files_step_records_a_warn_event(tmp_path: Path) -> None:
                     (s := client.fine_tuning.jobs.retrieve(job.id).status) != "validating_files"
                     and s
                 ),
-                timeout=60,
             )
             assert status == "queued"  # accepted: no worker runs here
             events = client.fine_tuning.jobs.list_events(job.id, limit=50).data

@@ -104,11 +104,9 @@ def create(client: openai.OpenAI, model: str, **openrft: Any) -> str:
     return job.id
 
 
-def wait_status(client: openai.OpenAI, job_id: str, *wanted: str, timeout: float = 600) -> str:
+def wait_status(client: openai.OpenAI, job_id: str, *wanted: str) -> str:
     final = ("succeeded", "failed", "cancelled", *wanted)
-    found = wait_for(
-        lambda: (s := client.fine_tuning.jobs.retrieve(job_id).status) in final and s, timeout
-    )
+    found = wait_for(lambda: (s := client.fine_tuning.jobs.retrieve(job_id).status) in final and s)
     return str(found)
 
 
@@ -129,7 +127,7 @@ def hold_until_failures(server: Server, failures: int) -> None:
     wait past the busy timeout, so the lock outlasted it that many times, however slow the
     machine."""
     seen = log_count(server, STORE_ERROR)
-    wait_for(lambda: log_count(server, STORE_ERROR) >= seen + failures, timeout=600)
+    wait_for(lambda: log_count(server, STORE_ERROR) >= seen + failures)
 
 
 @pytest.fixture
@@ -163,17 +161,17 @@ def test_a_locked_store_neither_kills_the_worker_nor_loses_its_jobs(locked_serve
     (server.data_dir / "go").unlink()
     third = create(client, "tiny")
     assert wait_status(client, third, "running") == "running"
-    training = wait_for(lambda: job_row(server, third)["pid"], timeout=600)
+    training = wait_for(lambda: job_row(server, third)["pid"])
     with store_locked(server):  # busy: heartbeats and progress fail, the training goes on
         hold_until_failures(server, 2)
         (server.data_dir / "go").touch()
-        wait_for(lambda: not running(training), timeout=600)
+        wait_for(lambda: not running(training))
         hold_until_failures(server, 1)  # the finished job's bookkeeping waits for the store
     assert wait_status(client, third) == "succeeded"
     assert metric_steps(client, third) == [1]
     assert worker_pid(server, third) == pid
     assert running(pid)
-    state = wait_for(lambda: (h := health(server))["workers"]["alive"] == 1 and h, timeout=600)
+    state = wait_for(lambda: (h := health(server))["workers"]["alive"] == 1 and h)
     assert state["status"] == "ok"
     assert state["workers"]["restarts"] == 0
     assert log_count(server, "restarted worker") == 0
@@ -195,12 +193,12 @@ def test_a_lock_outlasting_stale_seconds_gets_no_running_job_reaped(tmp_path: Pa
         client = server.client()
         job = create(client, "tiny")
         assert wait_status(client, job, "running") == "running"
-        training = wait_for(lambda: job_row(server, job)["pid"], timeout=600)
+        training = wait_for(lambda: job_row(server, job)["pid"])
         with store_locked(server):
             age = lambda: time.time() - job_row(server, job)["heartbeat_at"]  # noqa: E731
-            wait_for(lambda: age() > stale + 1, timeout=600)
+            wait_for(lambda: age() > stale + 1)
             hold_until_failures(server, 1)
-        wait_for(lambda: health(server)["workers"]["alive"] == 2, timeout=600)
+        wait_for(lambda: health(server)["workers"]["alive"] == 2)
         assert running(training)
         (server.data_dir / "go").touch()
         assert wait_status(client, job) == "succeeded"
@@ -229,14 +227,14 @@ def test_a_killed_worker_is_restarted_and_its_job_resumes_to_the_planned_step(
         server.register_model("tiny", tiny_model)
         client = server.client()
         job = create(client, "tiny", **tiny_training(steps=40, checkpoints=8))
-        wait_for(lambda: list(client.fine_tuning.jobs.checkpoints.list(job)), timeout=600)
+        wait_for(lambda: list(client.fine_tuning.jobs.checkpoints.list(job)))
         killed, orphan = worker_pid(server, job), job_row(server, job)["pid"]
         assert running(orphan)
         os.kill(killed, signal.SIGKILL)
 
-        wait_for(lambda: not running(orphan), timeout=600)  # the training died with it
-        wait_for(lambda: any("re-queued" in m for m in messages(client, job)), timeout=600)
-        wait_for(lambda: health(server)["workers"]["restarts"] == 1, timeout=600)
+        wait_for(lambda: not running(orphan))  # the training died with it
+        wait_for(lambda: any("re-queued" in m for m in messages(client, job)))
+        wait_for(lambda: health(server)["workers"]["restarts"] == 1)
         assert wait_status(client, job) == "succeeded", (server.data_dir / "server.log").read_text()
         assert worker_pid(server, job) != killed
         assert metric_steps(client, job) == list(range(41))  # gap-free, duplicate-free, no 41

@@ -148,10 +148,10 @@ def test_client_hanging_up_mid_upload_leaves_no_file(
     ).encode()
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(request + body[: len(body) // 2])
-        partial = wait_for(lambda: on_disk(server) - before, timeout=60)
+        partial = wait_for(lambda: on_disk(server) - before)
         (name,) = partial
         assert (files_dir(server) / name).stat().st_size <= LIMIT
-    wait_for(lambda: not (on_disk(server) - before), timeout=60)
+    wait_for(lambda: not (on_disk(server) - before))
     assert orphans(server, client) == set()
     assert healthy(server)
 

@@ -67,16 +67,16 @@ class Server:
         self._wait_healthy()
 
     def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {(self.data_dir / 'server.log').read_text()}")
+        """Until `/health` answers, for as long as the server lives (a start-up deadline would
+        fail on a loaded machine; a server that exits fails at once, with its log)."""
+        while self.proc.poll() is None:
             try:
                 if httpx.get(f"http://127.0.0.1:{self.port}/health").status_code == 200:
                     return
             except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("server did not become healthy")
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server exited: {(self.data_dir / 'server.log').read_text()}")
 
     def key(self, project: str) -> str:
         store = self.store()
@@ -219,14 +219,13 @@ MULTI = {
 }
 
 
-def wait_for(predicate: Any, timeout: float = 300, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
+def wait_for(predicate: Any, interval: float = 0.2) -> Any:
+    """Poll `predicate` until it returns something truthy, and return that. No deadline: on a
+    loaded machine a job may take any time, a server that died fails the predicate's request at
+    once, and pytest-timeout's per-test limit (pyproject.toml) is the one guard against a hang."""
+    while not (value := predicate()):
         time.sleep(interval)
-    raise TimeoutError("condition not reached")
+    return value
 
 
 def tiny_training(steps: int, checkpoints: int) -> dict[str, Any]:

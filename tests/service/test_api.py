@@ -66,7 +66,6 @@ def settled(client: openai.OpenAI, job_id: str) -> str:
             lambda: (
                 (s := client.fine_tuning.jobs.retrieve(job_id).status) != "validating_files" and s
             ),
-            timeout=30,
         )
     )
 
@@ -343,7 +342,7 @@ def test_serve_stops_its_workers(tmp_path: Path) -> None:
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     assert len(children) == 1
     server.stop()
-    wait_for(lambda: not running(int(children[0])), timeout=30)
+    wait_for(lambda: not running(int(children[0])))
 
 
 def running(pid: int) -> bool:

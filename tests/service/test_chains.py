@@ -84,7 +84,7 @@ def reinforcement(client: openai.OpenAI, model: str, steps: int = 2) -> Any:
 
 
 def finish(server: Server, client: openai.OpenAI, job_id: str) -> Any:
-    wait_for(lambda: client.fine_tuning.jobs.retrieve(job_id).status in FINAL, timeout=300)
+    wait_for(lambda: client.fine_tuning.jobs.retrieve(job_id).status in FINAL)
     job = client.fine_tuning.jobs.retrieve(job_id)
     assert job.status == "succeeded", (job.error, (server.data_dir / "server.log").read_text())
     return job
@@ -176,7 +176,7 @@ def test_a_supervised_job_refuses_rows_without_the_answer(
     server.register_model("tiny", tiny_model)
     client = server.client()
     job = supervised(client, "tiny", arithmetic_rows(8))  # prompts only: nothing to learn
-    wait_for(lambda: client.fine_tuning.jobs.retrieve(job.id).status == "failed", timeout=60)
+    wait_for(lambda: client.fine_tuning.jobs.retrieve(job.id).status == "failed")
     failed = client.fine_tuning.jobs.retrieve(job.id)
     assert failed.error.code == "invalid_training_file"
     assert "not 'assistant'" in failed.error.message

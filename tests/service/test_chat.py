@@ -234,7 +234,7 @@ def test_a_dead_model_server_is_restarted(served: tuple[Server, Any], alpha: ope
     stem = hashlib.sha256(registered_source(server, "tiny").encode()).hexdigest()[:16]
     pid = int((server.data_dir / "model-servers" / f"{stem}.pid").read_text())
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not running(pid), timeout=30)
+    wait_for(lambda: not running(pid))
     reply = alpha.chat.completions.create(model="tiny", messages=HELLO, max_tokens=2)
     assert reply.model == "tiny"
 

@@ -96,7 +96,7 @@ def run_to_end(client: openai.OpenAI, data_source: dict[str, Any]) -> tuple[Any,
         got = client.evals.runs.retrieve(run.id, eval_id=made.id)
         return got if got.status not in ("queued", "in_progress") else None
 
-    return made, wait_for(done, timeout=300)
+    return made, wait_for(done)
 
 
 def chat_text(client: openai.OpenAI, model: str, item: dict[str, Any]) -> str:
@@ -244,7 +244,7 @@ def test_a_run_whose_worker_is_killed_midway_is_sampled_once_per_row(
             got = client.evals.runs.retrieve(run.id, eval_id=made.id)
             return got.status == "in_progress" and 0 < got.result_counts.total < len(rows)
 
-        wait_for(partly_graded, timeout=300, interval=0.05)
+        wait_for(partly_graded, interval=0.05)
         worker.send_signal(signal.SIGKILL)
         worker.wait()
         server.start_worker()

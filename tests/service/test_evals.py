@@ -63,7 +63,7 @@ def finished(client: openai.OpenAI, eval_id: str, run_id: str) -> Any:
         run = client.evals.runs.retrieve(run_id, eval_id=eval_id)
         return run if run.status not in ("queued", "in_progress") else None
 
-    return wait_for(done, timeout=120)
+    return wait_for(done)
 
 
 def test_an_eval_is_created_listed_retrieved_updated_and_deleted(client: openai.OpenAI) -> None:
@@ -246,7 +246,7 @@ def test_a_run_whose_worker_is_killed_midway_completes_on_the_next(make_server: 
             got = client.evals.runs.retrieve(run.id, eval_id=made.id)
             return got.status == "in_progress" and 0 < got.result_counts.total < len(rows)
 
-        wait_for(partly_graded, timeout=120, interval=0.05)
+        wait_for(partly_graded, interval=0.05)
         worker.send_signal(signal.SIGKILL)
         worker.wait()
         server.start_worker()

@@ -77,13 +77,13 @@ def job(server: Server, client: openai.OpenAI) -> str:
         extra_body={"openrft": native},
     )
     first = server.start_worker(**FAST_REAP)
-    eval_id = wait_for(lambda: eval_of(client, created.id), timeout=300)
-    wait_for(lambda: len(run_steps(client, eval_id)) >= 2, timeout=300)
+    eval_id = wait_for(lambda: eval_of(client, created.id))
+    wait_for(lambda: len(run_steps(client, eval_id)) >= 2)
     first.kill()  # SIGKILL mid-training: the next worker re-reads the whole run dir
     first.wait()
     server.start_worker(**FAST_REAP)
     final = ("succeeded", "failed", "cancelled")
-    wait_for(lambda: client.fine_tuning.jobs.retrieve(created.id).status in final, timeout=600)
+    wait_for(lambda: client.fine_tuning.jobs.retrieve(created.id).status in final)
     assert client.fine_tuning.jobs.retrieve(created.id).status == "succeeded", server_log(server)
     return created.id
 

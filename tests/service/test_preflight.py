@@ -40,7 +40,6 @@ def settled(client: openai.OpenAI, job_id: str) -> Any:
     final = ("succeeded", "failed", "cancelled")
     return wait_for(
         lambda: (job := client.fine_tuning.jobs.retrieve(job_id)).status in final and job,
-        timeout=300,
     )
 
 

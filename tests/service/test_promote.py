@@ -155,7 +155,7 @@ def test_promote_refusals(served: tuple[Server, Any], alpha: openai.OpenAI) -> N
         training_file=upload(alpha, arithmetic_rows(4)),  # prompts only: SFT refuses them
         method={"type": "supervised"},
     )
-    wait_for(lambda: alpha.fine_tuning.jobs.retrieve(failed.id).status == "failed", timeout=120)
+    wait_for(lambda: alpha.fine_tuning.jobs.retrieve(failed.id).status == "failed")
     with pytest.raises(openai.BadRequestError) as unfinished:
         promote(alpha, failed.id, checkpoint.id)
     assert unfinished.value.code == "job_not_succeeded"

@@ -54,8 +54,8 @@ def status(client: openai.OpenAI, job_id: str) -> str:
     return client.fine_tuning.jobs.retrieve(job_id).status
 
 
-def wait_status(client: openai.OpenAI, job_id: str, *wanted: str, timeout: float = 300) -> str:
-    found = wait_for(lambda: (s := status(client, job_id)) in wanted + FINAL and s, timeout)
+def wait_status(client: openai.OpenAI, job_id: str, *wanted: str) -> str:
+    found = wait_for(lambda: (s := status(client, job_id)) in wanted + FINAL and s)
     return str(found)
 
 
@@ -69,7 +69,7 @@ def metric_steps(client: openai.OpenAI, job_id: str) -> list[int]:
 
 
 def wait_step(client: openai.OpenAI, job_id: str, step: int) -> None:
-    wait_for(lambda: any(s >= step for s in metric_steps(client, job_id)), timeout=300)
+    wait_for(lambda: any(s >= step for s in metric_steps(client, job_id)))
 
 
 def test_reinforcement_job_succeeds(make_server: Any, tiny_model: str) -> None:
@@ -146,7 +146,7 @@ def test_cancel_stops_a_running_job(make_server: Any, tiny_model: str) -> None:
     job = create(client, "tiny", steps=200, checkpoints=2)
     wait_step(client, job.id, 1)
     assert client.fine_tuning.jobs.cancel(job.id).status == "running"  # the worker stops it
-    assert wait_status(client, job.id, timeout=60) == "cancelled"
+    assert wait_status(client, job.id) == "cancelled"
     steps = metric_steps(client, job.id)
     assert max(steps) < 200
     assert steps == list(range(len(steps)))
@@ -163,7 +163,7 @@ def test_worker_killed_mid_training_resumes_from_checkpoint(
     client = server.client()
     job = create(client, "tiny", steps=40, checkpoints=8)
     first = server.start_worker(**fast_reap)
-    wait_for(lambda: list(client.fine_tuning.jobs.checkpoints.list(job.id)), timeout=300)
+    wait_for(lambda: list(client.fine_tuning.jobs.checkpoints.list(job.id)))
     first.kill()  # SIGKILL: no cleanup, the training process is orphaned
     first.wait()
     killed_at = max(metric_steps(client, job.id))
