@@ -41,7 +41,7 @@ def test_auto_follows_the_hardware_and_says_why(lora: bool) -> None:
     [
         ({"amx_bf16", "avx512_bf16"}, False, True, "the CPU has AMX-BF16"),
         ({"avx512_bf16"}, True, True, "AVX512-BF16 and the LoRA base is stored in bf16"),
-        ({"avx512_bf16"}, False, False, "a full fine-tune measured no gain"),
+        ({"avx512_bf16"}, False, False, "a full fine-tune's fp32 weights gained nothing"),
         (set(), True, False, "neither a bf16 GPU nor a CPU with bf16"),
     ],
 )

@@ -52,8 +52,8 @@ def resolve_bf16(setting: bool | Literal["auto"], lora: bool = True) -> Precisio
         if hardware is not None:
             return Precision(True, f"bf16 autocast on (`bf16: auto`): {hardware}")
         if _avx512_bf16():
-            why = "the CPU has AVX512-BF16 but no AMX, where a full fine-tune measured no gain"
-            return Precision(False, f"fp32 (`bf16: auto`): {why} in bf16")
+            why = "autocast over a full fine-tune's fp32 weights gained nothing"
+            return Precision(False, f"fp32 (`bf16: auto`): AVX512-BF16 but no AMX, where {why}")
         return Precision(False, "fp32 (`bf16: auto`): neither a bf16 GPU nor a CPU with bf16")
     if setting:
         slow = "" if hardware or _avx512_bf16() else " (no bf16 hardware here: expect it slower)"
