@@ -163,3 +163,16 @@ def test_a_bf16_supervised_stage_stores_its_base_and_saves_an_fp32_adapter(
     trainer.save_model(str(tmp_path / "adapter"))
     saved = load_file(tmp_path / "adapter" / "adapter_model.safetensors")
     assert {tensor.dtype for tensor in saved.values()} == {torch.float32}
+
+
+def test_a_vllm_run_keeps_its_base_fp32_through_a_warm_up(make_config: Any) -> None:
+    """vLLM's weight sync merges the adapter into the base and unmerges it every step: a bf16
+    base would round a little more each time, so neither stage stores it in bf16."""
+    from openrft.training.grpo import store_frozen
+
+    config = make_config(bf16=True, use_vllm=True)
+    model, _ = load_model(config)
+    store_frozen(config, model)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    store_frozen(make_config(bf16=True), model)
+    assert {p.dtype for p in model.parameters() if not p.requires_grad} == {torch.bfloat16}

@@ -26,7 +26,7 @@ from openrft.tools.environment import ENVIRONMENT_REWARD, EnvironmentSpec, class
 from openrft.tools.episode import RESERVED_NAMES
 from openrft.training.constrained_generation import schema_problems, schema_regex
 from openrft.training.diagnosis import DiagnosisSettings
-from openrft.training.precision import resolve_bf16
+from openrft.training.precision import Precision, resolve_bf16
 
 if TYPE_CHECKING:
     from peft import LoraConfig
@@ -288,6 +288,11 @@ class TrainingConfig(ConfigModel):
         return data
 
     @property
+    def precision(self) -> Precision:
+        """`bf16` made concrete for this machine and this run (a LoRA run or a full fine-tune)."""
+        return resolve_bf16(self.bf16, lora=self.lora is not None)
+
+    @property
     def is_agent(self) -> bool:
         """Multi-turn rollouts: the job has `tools` or an `environment`."""
         return bool(self.tools) or self.environment is not None
@@ -389,7 +394,7 @@ def _common_args(config: TrainingConfig, output_dir: Path) -> dict[str, Any]:
         "save_strategy": "no",  # checkpoints are ours: best-k by valid reward (callbacks.py)
         # the new name, set explicitly: TRL defaults the deprecated alias to True
         "activation_checkpointing": config.gradient_checkpointing,
-        "bf16": resolve_bf16(config.bf16, lora=config.lora is not None).on,
+        "bf16": config.precision.on,
         "use_cpu": not _has_cuda(),
         "disable_tqdm": True,  # our rich progress bar replaces it
         "dataloader_num_workers": 0,

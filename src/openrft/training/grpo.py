@@ -55,7 +55,7 @@ from openrft.training.models import (
     load_causal_lm,
     tokenizer_source,
 )
-from openrft.training.precision import resolve_bf16, store_frozen_in_bf16
+from openrft.training.precision import store_frozen_in_bf16
 from openrft.training.records import (
     Row,
     grpo_records,
@@ -260,9 +260,8 @@ def build_grpo_trainer(
     trainer.timer = callback.timer
     sharing = prefix_sharing.decide(config.prefix_sharing, model)
     trainer.prefix_sharing = sharing.on
-    precision = resolve_bf16(config.bf16, lora=config.lora is not None)
-    if not trainer.use_vllm:
-        store_frozen(config, model, trainer.ref_model)
+    precision = config.precision
+    store_frozen(config, model, trainer.ref_model)
     callback.setup = {
         "bf16": (precision.on, precision.reason),
         "prefix_sharing": (sharing.on, sharing.reason),
@@ -278,8 +277,9 @@ def store_frozen(config: TrainingConfig, *models: Any) -> None:
     """With bf16 on, store the frozen weights of `models` (LoRA's base, a reference model) in
     bf16 once (`precision.store_frozen_in_bf16`). Not under vLLM: its weight sync merges the
     adapter into the base and unmerges it every step, which in bf16 would round the base a
-    little more each time (and vLLM does the sampling the stored base speeds up)."""
-    if resolve_bf16(config.bf16, lora=config.lora is not None).on:
+    little more each time (and vLLM does the sampling the stored base speeds up); a supervised
+    warm-up before such a run leaves its base fp32 too."""
+    if config.precision.on and not config.use_vllm:
         for model in models:
             if model is not None:
                 store_frozen_in_bf16(model)
