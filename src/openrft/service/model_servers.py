@@ -18,7 +18,7 @@ Processes given the same directory share one server per base model: the API proc
 Whichever asks first starts it, under a file lock (`<stem>.lock`), and leaves a record
 (`<stem>.json`, mode 0600: pid, port, key) that the others connect through; a server outlives
 only the process that started it (it watches its parent), after which the next request of
-another process starts a new one.
+another process starts a new one (as does a request that was waiting for it to load).
 
 What it does not do: place models on devices or check they fit, stop an idle server, or back
 off from a model that keeps failing to load (each request tries once more).
@@ -145,6 +145,28 @@ class ModelServers:
     async def get(self, base: str, label: str) -> ModelServer:
         """`base`'s server, started if needed, once it answers; `label` names the model in
         errors (the name the caller used, not a server path)."""
+        server = await self._live(base, label)
+        try:
+            wait = self.settings.chat_load_timeout_seconds
+            try:
+                await asyncio.wait_for(asyncio.shield(server.ready), wait)
+            except ServerError:
+                if server.process is not None:
+                    raise  # ours: its log says why it failed to load
+                # another process's server, which outlives only that process: it ended while
+                # we waited (say, the worker that started it was killed), so start our own
+                server = await self._live(base, label)
+                await asyncio.wait_for(asyncio.shield(server.ready), wait)
+            return server
+        except TimeoutError:
+            message = f"the model {label!r} is still loading; retry in a few seconds"
+            raise ServerError(
+                message, code="model_loading", status=503, headers={"Retry-After": "5"}
+            ) from None
+
+    async def _live(self, base: str, label: str) -> ModelServer:
+        """`base`'s server as this process knows it, claimed (or started) again when it has
+        exited."""
         async with self._lock:
             server = self.servers.get(base)
             if server is None or not server.alive():
@@ -154,15 +176,7 @@ class ModelServers:
                     await server.client.aclose()
                 record, process = await asyncio.to_thread(self._claim, base, label)
                 server = self.servers[base] = self._connect(base, label, record, process)
-        try:
-            wait = self.settings.chat_load_timeout_seconds
-            await asyncio.wait_for(asyncio.shield(server.ready), wait)
             return server
-        except TimeoutError:
-            message = f"the model {label!r} is still loading; retry in a few seconds"
-            raise ServerError(
-                message, code="model_loading", status=503, headers={"Retry-After": "5"}
-            ) from None
 
     async def died(self, server: ModelServer) -> bool:
         """After a failed request: whether `server`'s process has exited, or does within
