@@ -28,7 +28,7 @@ Peak memory is the process's peak resident set while training, above its residen
 before (`VmHWM` after resetting it through `/proc/self/clear_refs`; Linux).
 
 Run: .venv/bin/python benchmarks/prefix_sharing.py [--shapes demo,long,tiny] [--steps 5]
-[--rounds 1]
+[--rounds 1] [--variants trl,sharing,bf16,both]
 """
 
 from __future__ import annotations
@@ -223,6 +223,7 @@ def main() -> None:
     parser.add_argument("--shapes", default="demo,long,tiny")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="trl always runs")
     parser.add_argument("--worker", nargs=4, metavar=("SHAPE", "VARIANT", "MODEL", "OUT"))
     opts = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -233,9 +234,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for shape in opts.shapes.split(","):
             model = model_for(shape, Path(tmp))
-            results: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+            chosen = ["trl", *(v for v in opts.variants.split(",") if v in VARIANTS and v != "trl")]
+            results: dict[str, list[dict[str, Any]]] = {v: [] for v in chosen}
             for round_ in range(opts.rounds):
-                for variant in VARIANTS:
+                for variant in chosen:
                     out = Path(tmp) / f"{shape}-{variant}-{round_}"
                     command = [sys.executable, __file__, "--steps", str(opts.steps)]
                     command += ["--worker", shape, variant, model, str(out)]
@@ -253,7 +255,7 @@ def report(shape: str, results: dict[str, list[dict[str, Any]]]) -> None:
     anchor_s, anchor_mib = median("trl", "seconds"), median("trl", "peak_mib")
     prompt = results["trl"][0]["prompt_tokens"]
     print(f"{shape} ({prompt}-token prompt, {SHAPES[shape]['max_completion_length']} new tokens)")
-    for variant in VARIANTS:
+    for variant in results:
         seconds, mib = median(variant, "seconds"), median(variant, "peak_mib")
         sampling = median(variant, "sampling")
         print(

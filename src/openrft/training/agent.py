@@ -42,6 +42,7 @@ from openrft.errors import ConfigError, Problem
 from openrft.graders.context import GradeContext
 from openrft.tools.episode import CallRecord, Episode, Toolbox, episode_class, toolset_key
 from openrft.training.config import TrainingConfig
+from openrft.training.sampling import decode
 
 HERMES_TEMPLATE = (
     "{%- if tools %}"
@@ -232,6 +233,7 @@ def rollout(
                 top_p=None,
                 top_k=None,
                 pad_token_id=tokenizer.pad_token_id,
+                custom_generate=decode,
             )
         new = output[:, encoded["input_ids"].shape[1] :].tolist()
         still: list[int] = []

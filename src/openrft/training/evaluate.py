@@ -32,6 +32,7 @@ from openrft.training.constrained_generation import constraint_for, schema_proce
 from openrft.training.records import render_prompt
 from openrft.training.rewards import GraderReward
 from openrft.training.rundir import EvalSample, write_eval_samples
+from openrft.training.sampling import decode
 
 if TYPE_CHECKING:
     from openrft.training.agent import Agent, Trajectory
@@ -253,6 +254,7 @@ class Evaluator:
             top_k=None,
             pad_token_id=tok.pad_token_id,
             logits_processor=processors,
+            custom_generate=decode,
         )
         new = output[:, encoded["input_ids"].shape[1] :]
         ends = [_length(seq, tok.eos_token_id, tok.pad_token_id) for seq in new.tolist()]

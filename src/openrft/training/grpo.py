@@ -31,7 +31,7 @@ from typing import Any
 
 from openrft.errors import ConfigError, DatasetError, MissingResourceError, Problem
 from openrft.graders.context import GradeContext
-from openrft.training import prefix_sharing, preflight, report
+from openrft.training import prefix_sharing, preflight, report, sampling
 from openrft.training.agent import Agent, ToolStats, agent_rewards, ending, prepare_tokenizer
 from openrft.training.callbacks import (
     RunCallback,
@@ -293,7 +293,8 @@ def _timed_trainer_class() -> type:
         """GRPOTrainer that records how long sampling + scoring took (for `timing`); with
         `prefix_sharing`, scores each group's prompt once and prefills it once when sampling
         (`prefix_sharing.py`); with bf16, samples under autocast; with a `constraint`, samples
-        on the transformers path through it (`constrained_generation`)."""
+        on the transformers path through it (`constrained_generation`); on the CPU, draws
+        tokens without `torch.multinomial`'s cost (`sampling.py`, the same distribution)."""
 
         timer: dict[str, float]
         constraint: Any = None
@@ -401,11 +402,11 @@ def _timed_trainer_class() -> type:
 
             generate: Any = super()._generate_single_turn
             paged = getattr(self, "use_transformers_continuous_batching", False)
-            plain = self.constraint is None and not self.prefix_sharing and not self.args.bf16
-            if plain or self.use_vllm or paged:
+            if self.use_vllm or paged:
                 return generate(prompt_ids, *args, **kwargs)
             model = self.accelerator.unwrap_model(self.model_wrapped)
             with ExitStack() as stack:
+                stack.enter_context(sampling.sampled_fast(model))
                 if self.args.bf16:  # peft's generate bypasses accelerate's autocast forward
                     device = self.accelerator.device.type
                     stack.enter_context(torch.autocast(device, dtype=torch.bfloat16))

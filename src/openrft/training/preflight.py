@@ -54,6 +54,7 @@ from openrft.training.config import TrainingConfig
 from openrft.training.records import Row, render_prompt
 from openrft.training.rewards import GraderReward
 from openrft.training.rundir import PREFLIGHT, failing_as
+from openrft.training.sampling import decode
 
 if TYPE_CHECKING:
     from openrft.training.agent import Agent
@@ -337,6 +338,7 @@ def _generate(
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=eos,
             logits_processor=processors,
+            custom_generate=decode,
         )
     new = output[:, encoded["input_ids"].shape[1] :].tolist()
     found = []
