@@ -226,6 +226,13 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="trl always runs")
     parser.add_argument("--worker", nargs=4, metavar=("SHAPE", "VARIANT", "MODEL", "OUT"))
     opts = parser.parse_args()
+    if opts.steps < 3:  # a step's time is a gap between steps, and the first gap is warm-up
+        parser.error("--steps: at least 3 (the first step's time is left out as warm-up)")
+    asked = opts.variants.split(",")
+    unknown = sorted(set(asked) - set(VARIANTS))
+    if unknown:
+        parser.error(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    chosen = ["trl", *(v for v in VARIANTS if v in asked and v != "trl")]
     warnings.filterwarnings("ignore")
     if opts.worker:
         shape, variant, model, out = opts.worker
@@ -234,7 +241,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for shape in opts.shapes.split(","):
             model = model_for(shape, Path(tmp))
-            chosen = ["trl", *(v for v in opts.variants.split(",") if v in VARIANTS and v != "trl")]
             results: dict[str, list[dict[str, Any]]] = {v: [] for v in chosen}
             for round_ in range(opts.rounds):
                 for variant in chosen:
