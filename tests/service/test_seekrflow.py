@@ -664,9 +664,13 @@ def test_a_fine_tune_trains_to_completion_and_its_model_is_served(
         if c["choices"]
     )
     assert streamed == answer["choices"][0]["message"]["content"]  # greedy: the same answer
+    # Seen when tried: the streamed answer's tokens were not added to the deployment's totals.
+    # Now they are (the stream's usage chunk, asked of the model server), and a caller that did
+    # not ask for `stream_options.include_usage` still gets no usage chunk.
+    assert all(c["choices"] for c in found["chunks"])
     counted = found["counted"]
-    assert counted["total_output_tokens"] == answer["usage"]["completion_tokens"]
-    assert counted["total_input_tokens"] == answer["usage"]["prompt_tokens"]
+    assert counted["total_output_tokens"] == 2 * answer["usage"]["completion_tokens"]
+    assert counted["total_input_tokens"] == 2 * answer["usage"]["prompt_tokens"]
     assert found["by_deployment"]["choices"][0]["message"] == answer["choices"][0]["message"]
     assert found["demoted"]["status"] == "Inactive"
     assert found["after"]["status"] == 400
@@ -679,6 +683,35 @@ def test_a_fine_tune_trains_to_completion_and_its_model_is_served(
     assert found["base"]["model_type"] == "Base Model"
     assert found["base_answer"]["model"] == found["base"]["id"]
     assert found["refused_instances"]["status"] == 400
+    # a stream that asks for usage gets its usage chunk, and the same tokens are counted
+    root, headers = f"http://127.0.0.1:{server.port}", {"Authorization": f"Bearer {key}"}
+    base_id = found["base"]["id"]
+    body = {
+        "model": base_id,
+        "messages": [{"role": "user", "content": "What is 1 + 1?"}],
+        "max_tokens": 3,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    with httpx.stream(
+        "POST", f"{root}/v1/inference/chat/completions", json=body, headers=headers, timeout=60
+    ) as reply:
+        assert reply.status_code == 200, reply.read()
+        lines = [line.removeprefix("data: ") for line in reply.iter_lines() if line]
+    assert lines[-1] == "[DONE]"
+    streamed_chunks = [json.loads(line) for line in lines[:-1]]
+    assert all("usage" in c for c in streamed_chunks)  # OpenAI's `usage: null` until the last
+    usage = streamed_chunks[-1]["usage"]
+    assert streamed_chunks[-1]["choices"] == []
+    assert usage["completion_tokens"] >= 1
+    base_before = found["base_answer"]["usage"]
+    totals = httpx.get(f"{root}/v1/flow/deployments/{base_id}", headers=headers).json()
+    assert (
+        totals["total_output_tokens"]
+        == base_before["completion_tokens"] + usage["completion_tokens"]
+    )
+    assert totals["total_input_tokens"] == base_before["prompt_tokens"] + usage["prompt_tokens"]
     # the same job and model through OpenAI's API
     with server.client(key=key) as client:
         seen = client.fine_tuning.jobs.retrieve(job["openai_id"])

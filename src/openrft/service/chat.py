@@ -20,7 +20,7 @@ constrained JSON `response_format`s are the model server's (`inference/structure
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from openrft.api_errors import NotFoundError, ServerError, redact_paths
+from openrft.inference.app import include_usage
 from openrft.inference.backends import is_adapter
 from openrft.inference.schemas import ChatRequest
 from openrft.service.deps import ProjectDep
@@ -66,11 +67,20 @@ async def create_chat_completion(body: ChatRequest, project: ProjectDep, request
 
 
 async def complete(
-    body: ChatRequest, project: str, request: Request, shown_as: str | None = None
+    body: ChatRequest,
+    project: str,
+    request: Request,
+    shown_as: str | None = None,
+    on_usage: Callable[[dict[str, Any]], Any] | None = None,
 ) -> Any:
     """`body` answered by the server of its `model` (a name `resolve_chat_model` takes); the
     answer names the model `shown_as` (default: `body.model`). SeekrFlow's inference route
-    (`flow/inference.py`) answers through here too."""
+    (`flow/inference.py`) answers through here too.
+
+    `on_usage` is called with a streamed answer's `usage` once its last chunk is relayed: the
+    model server is asked for the usage chunk whatever the caller asked, and when the caller did
+    not ask (`stream_options.include_usage`), it is not passed on, nor the chunks' `usage: null`.
+    A stream the client leaves before its end is not counted."""
     state = request.app.state
     shown = shown_as or body.model
     base, adapter = await run_in_threadpool(
@@ -81,6 +91,10 @@ async def complete(
     upstream.update(stream=body.stream, adapter=adapter)
     if not body.stream:
         upstream.pop("stream_options", None)
+    asked_usage = include_usage(body)
+    if body.stream and on_usage is not None:
+        options = upstream.get("stream_options")
+        upstream["stream_options"] = {**(options or {}), "include_usage": True}
     answer = await _answer(servers, base, upstream, shown)
     if answer.status_code != 200 or not body.stream:
         data = await _read(answer, shown, servers.settings)
@@ -89,7 +103,7 @@ async def complete(
         data["model"] = shown
         return data
     return StreamingResponse(
-        relay(answer, shown),
+        relay(answer, shown, on_usage, pass_usage=asked_usage or on_usage is None),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache"},
     )
@@ -174,9 +188,15 @@ def _json(answer: httpx.Response, model: str) -> dict[str, Any]:
     return data
 
 
-async def relay(answer: httpx.Response, model: str) -> AsyncIterator[str]:
+async def relay(
+    answer: httpx.Response,
+    model: str,
+    on_usage: Callable[[dict[str, Any]], Any] | None = None,
+    pass_usage: bool = True,
+) -> AsyncIterator[str]:
     """The model server's events, each chunk naming `model`; a failure mid-stream is sent as
-    an `error` event, as OpenAI does."""
+    an `error` event, as OpenAI does. The usage chunk goes to `on_usage` (in a worker thread,
+    after the chunk before it was sent) and, with `pass_usage`, to the client."""
     try:
         async for line in answer.aiter_lines():
             if not line.startswith("data: "):
@@ -186,6 +206,13 @@ async def relay(answer: httpx.Response, model: str) -> AsyncIterator[str]:
                 chunk = json.loads(data)
                 if "model" in chunk:
                     chunk["model"] = model
+                usage = chunk.get("usage") if isinstance(chunk, dict) else None
+                if isinstance(usage, dict) and on_usage is not None:
+                    await run_in_threadpool(on_usage, usage)
+                if not pass_usage and isinstance(chunk, dict) and "usage" in chunk:
+                    del chunk["usage"]
+                    if not chunk.get("choices"):  # the usage chunk itself
+                        continue
                 data = json.dumps(chunk)
             yield f"data: {data}\n\n"
     except (httpx.TransportError, ValueError) as exc:  # died, timed out, or sent garbage

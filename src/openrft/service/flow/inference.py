@@ -6,7 +6,8 @@ model servers as OpenAI's route (`chat.complete`), streaming included.
   `Active` (`fine_tuning.promote(id)`, `deployments.promote(id)`); a 400 says how otherwise;
 - anything OpenAI's route takes (a base model, an `ft:` or checkpoint model), as it is.
 
-The answer names the model as asked, and its tokens are added to the deployment's totals.
+The answer names the model as asked, and its tokens are added to the deployment's totals (a
+streamed answer's once its usage chunk came: `chat.complete`'s `on_usage`).
 SeekrFlow's sampling fields OpenRFT's model servers do not have (`top_k`,
 `repetition_penalty`, `echo`, `safety_model`, `logprobs`) are accepted and not applied.
 """
@@ -14,6 +15,7 @@ SeekrFlow's sampling fields OpenRFT's model servers do not have (`top_k`,
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -106,7 +108,10 @@ async def create_chat_completion(body: ChatRequest, project: ProjectDep, request
     store: Store = request.app.state.store
     asked = body.model
     model, deployment = served_name(store, project, asked)
-    answer = await chat.complete(body.model_copy(update={"model": model}), project, request, asked)
+    counted = None if deployment is None else partial(_count, store, deployment)
+    answer = await chat.complete(
+        body.model_copy(update={"model": model}), project, request, asked, on_usage=counted
+    )
     if isinstance(answer, JSONResponse) and answer.status_code != 200:  # the model server's
         error = json.loads(bytes(answer.body)).get("error") or {}
         return envelope_for(
@@ -117,6 +122,6 @@ async def create_chat_completion(body: ChatRequest, project: ProjectDep, request
             error.get("param"),
             error.get("code"),
         )
-    if deployment is not None and isinstance(answer, dict):
-        _count(store, deployment, answer.get("usage"))
+    if counted is not None and isinstance(answer, dict):
+        counted(answer.get("usage"))
     return answer
