@@ -1,5 +1,4 @@
-"""Per-token log-probabilities (and entropies) of the LM head on the CPU, without the `(N, V)`
-logits kept for the backward pass.
+"""Per-token log-probabilities (and entropies) of the LM head on the CPU.
 
 TRL scores completions through a fused LM head (`trl.trainer.utils.add_fused_lm_head`): the
 backbone's hidden states are projected tile by tile and folded into online-logsumexp statistics,
@@ -8,10 +7,10 @@ vocabulary chunk (the scaling twice, `amax`, `exp`, the entropy's product, an in
 more, each a pass over `(N, 32768)` floats, the backward another eight), and every position is
 scored, the prompt's included. On the demo's step that fold cost more than the LM head's matmuls.
 
-`TokenLogProbs` is the same function for the CPU: tiles of a few dozen tokens over the whole
-vocabulary (so a tile's logits stay in cache), torch's fused `log_softmax` for the statistics, the
-entropy as a dot product, and in the backward one in-place pass turning the recomputed
-probabilities into the logits' gradient. `cpu_lm_head` puts it in front of TRL's fused forward
+`TokenLogProbs` is the same function for the CPU: tiles of a few hundred tokens over the whole
+vocabulary, torch's fused `log_softmax` for the statistics, and a backward that turns the
+forward's probabilities (kept up to `KEEP_FLOATS`; beyond that, recomputed a tile at a time)
+into the logits' gradient in one pass. `cpu_lm_head` puts it in front of TRL's fused forward
 (same arguments, same `FusedCausalLMOutput`) and scores only the positions that have a label.
 """
 
@@ -34,8 +33,9 @@ def _tile_tokens(vocab: int) -> int:
 
 
 KEEP_FLOATS = 1 << 26
-"""Up to this many probabilities (256 MiB of fp32) are kept from the forward for the backward
-(which then needs no second LM-head matmul); more are recomputed there, a tile at a time."""
+"""Up to this many floats (256 MiB of fp32: the probabilities, and a softcap's tanh) are kept
+from the forward for the backward (which then needs no second LM-head matmul); more are
+recomputed there, a tile at a time."""
 
 
 def token_logprobs(
@@ -54,7 +54,8 @@ def token_logprobs(
     grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (hidden, weight, bias)
     )
-    keep = grad and hidden.shape[0] * weight.shape[0] <= KEEP_FLOATS
+    kept = hidden.shape[0] * weight.shape[0] * (1 if softcap is None else 2)  # and the tanh
+    keep = grad and kept <= KEEP_FLOATS
     out: tuple[torch.Tensor, torch.Tensor | None] = TokenLogProbs.apply(  # type: ignore[no-untyped-call]
         hidden, weight, bias, targets, temperature, logit_scale, softcap, entropy, keep
     )
@@ -132,7 +133,7 @@ class TokenLogProbs(torch.autograd.Function):
         weight_c = weight.to(dtype)
         weight_t = weight_c.t()
         b = None if bias is None else bias.to(dtype)
-        grad_hidden = torch.empty(hidden.shape, device=hidden.device, dtype=torch.float32)
+        grad_hidden = torch.empty(hidden.shape, dtype=torch.float32) if need_hidden else None
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32) if need_weight else None
         grad_bias = torch.zeros(vocab, dtype=torch.float32) if need_bias else None
         g_logp = None if grad_logps is None else grad_logps.float() * scale
@@ -168,14 +169,14 @@ class TokenLogProbs(torch.autograd.Function):
                 if tanh is not None:
                     grad.mul_(1 - tanh * tanh)
                 grad_c = grad.to(dtype)
-                if need_hidden:
+                if grad_hidden is not None:
                     grad_hidden[start:end] = (grad_c @ weight_c).float()
                 if grad_weight is not None:
                     grad_weight.addmm_(grad_c.t().float(), h.float())
                 if grad_bias is not None:
                     grad_bias += grad.sum(0)
         return (
-            grad_hidden.to(hidden.dtype) if need_hidden else None,
+            None if grad_hidden is None else grad_hidden.to(hidden.dtype),
             None if grad_weight is None else grad_weight.to(weight.dtype),
             None if grad_bias is None else grad_bias.to(bias.dtype),
             *nothing[:6],
