@@ -80,7 +80,7 @@ def test_mixed_adapters_in_one_batch_answer_as_alone(
 
 
 def test_streamed_deltas_join_to_the_answer(backend: Any) -> None:
-    from openrft.inference.batching import Delta
+    from openrft.inference.schemas import Delta
 
     async def events() -> list[Any]:
         return [event async for event in backend.stream(ask())]

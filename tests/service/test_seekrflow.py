@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from tests.service.conftest import Server, jsonl
+from tests.service.conftest import Server, jsonl, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -712,6 +712,26 @@ def test_a_fine_tune_trains_to_completion_and_its_model_is_served(
         == base_before["completion_tokens"] + usage["completion_tokens"]
     )
     assert totals["total_input_tokens"] == base_before["prompt_tokens"] + usage["prompt_tokens"]
+    # Seen when tried: a stream its client left before the usage chunk was not counted at all.
+    # Now what the model server had streamed is (its running usage, asked for on every chunk).
+    body.update(max_tokens=64, stream_options={})
+    with httpx.stream(
+        "POST", f"{root}/v1/inference/chat/completions", json=body, headers=headers, timeout=60
+    ) as reply:
+        assert reply.status_code == 200, reply.read()
+        for line in reply.iter_lines():
+            chunk = json.loads(line.removeprefix("data: ")) if line else {}
+            if chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
+                break  # the first token: leave
+    assert "usage" not in chunk  # the caller did not ask for usage
+
+    def grown() -> Any:
+        now = httpx.get(f"{root}/v1/flow/deployments/{base_id}", headers=headers).json()
+        return now if now["total_input_tokens"] > totals["total_input_tokens"] else None
+
+    after = wait_for(grown)  # the relay counts once it sees the client gone
+    assert after["total_input_tokens"] == totals["total_input_tokens"] + usage["prompt_tokens"]
+    assert 1 <= after["total_output_tokens"] - totals["total_output_tokens"] <= 64
     # the same job and model through OpenAI's API
     with server.client(key=key) as client:
         seen = client.fine_tuning.jobs.retrieve(job["openai_id"])

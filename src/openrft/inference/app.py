@@ -12,7 +12,10 @@ them (`generate_calls`, `batched_requests`).
 `stream: true` is answered with Server-Sent Events in OpenAI's shape: a role chunk per choice,
 `chat.completion.chunk` content deltas as the backend generates them (token by token for
 `TransformersBackend`; other backends send their finished text as one delta), a finish chunk per
-choice, a usage chunk with `stream_options.include_usage`, then `data: [DONE]`. A request with
+choice, a usage chunk with `stream_options.include_usage`, then `data: [DONE]`. With
+`continuous_usage_stats` beside `include_usage` (vLLM's option), every chunk carries the usage so
+far (the prompt's tokens and the completion tokens generated when it was sent), so a client that
+leaves early knows what it used. A request with
 `tools` streams its finished message at the end (a tool call cannot be told from text before
 the answer is whole). An error before generation starts (such as an adapter that does not load)
 is answered as the JSON error envelope with its status, not as a stream.
@@ -42,7 +45,7 @@ from openrft.api_errors import (
     install_error_handlers,
 )
 from openrft.inference.backends import Backend
-from openrft.inference.schemas import ChatRequest, Choice, Completion
+from openrft.inference.schemas import ChatRequest, Choice, Completion, Delta, Started
 
 log = logging.getLogger("openrft.inference")
 
@@ -175,16 +178,23 @@ async def _chained(first: Any, rest: AsyncGenerator[Any]) -> AsyncGenerator[Any]
 async def _sse(events: AsyncGenerator[Any], request: ChatRequest, model: str) -> AsyncIterator[str]:
     """`data:` lines of `chat.completion.chunk`s for the backend's events (`batching.Event`s:
     deltas have `index` and `text`; the `Completion` comes last)."""
-    chunk = Chunks(model, include_usage(request))
+    chunk = Chunks(model, include_usage(request), continuous_usage(request))
     sent = [""] * request.n
-    for index in range(request.n):
-        yield chunk.line(index, {"role": "assistant", "content": ""})
+    roles_sent = False
     async for event in events:
+        if isinstance(event, Started):
+            chunk.prompt_tokens = event.prompt_tokens
+        if not roles_sent:  # after `Started`, so that a running usage counts the prompt
+            roles_sent = True
+            for index in range(request.n):
+                yield chunk.line(index, {"role": "assistant", "content": ""})
         if isinstance(event, Completion):
             if event.status != 200:  # after the first byte, an error can only be an event
                 error = {"message": event.error or "backend error", "type": "server_error"}
                 yield f"data: {json.dumps({'error': error})}\n\n"
                 break
+            chunk.prompt_tokens = event.prompt_tokens
+            chunk.completion_tokens = event.completion_tokens
             for index, choice in enumerate(event.choices):
                 for delta in _final_deltas(choice, sent[index]):
                     yield chunk.line(index, delta)
@@ -192,8 +202,9 @@ async def _sse(events: AsyncGenerator[Any], request: ChatRequest, model: str) ->
                 yield chunk.line(index, {}, finish)
             if chunk.include_usage:
                 yield chunk.usage(event)
-        elif getattr(event, "text", None):
+        elif isinstance(event, Delta) and event.text:
             sent[event.index] += event.text
+            chunk.completion_tokens = event.completion_tokens
             yield chunk.line(event.index, {"content": event.text})
     yield "data: [DONE]\n\n"
 
@@ -212,18 +223,31 @@ def _final_deltas(choice: Choice, sent: str) -> list[dict[str, Any]]:
 
 def include_usage(request: ChatRequest) -> bool:
     """Whether `stream_options.include_usage` asks for a usage chunk."""
+    return bool(_stream_options(request).get("include_usage"))
+
+
+def continuous_usage(request: ChatRequest) -> bool:
+    """Whether every chunk carries the usage so far: vLLM's `continuous_usage_stats`, which
+    counts only beside `include_usage` (as in vLLM)."""
+    options = _stream_options(request)
+    return bool(options.get("include_usage")) and bool(options.get("continuous_usage_stats"))
+
+
+def _stream_options(request: ChatRequest) -> dict[str, Any]:
     options = getattr(request, "stream_options", None) or (request.model_extra or {}).get(
         "stream_options"
     )
     if not isinstance(options, dict):
         options = getattr(options, "__dict__", None) or {}
-    return bool(options.get("include_usage"))
+    return options
 
 
 class Chunks:
-    """Builds the `data:` lines of one streamed completion."""
+    """Builds the `data:` lines of one streamed completion; with `continuous`, each carries
+    the usage so far (`prompt_tokens` and `completion_tokens`, kept up to date by the caller),
+    else `usage: null` when `include_usage` asks for the last chunk's."""
 
-    def __init__(self, model: str, include_usage: bool) -> None:
+    def __init__(self, model: str, include_usage: bool, continuous: bool = False) -> None:
         self.head = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion.chunk",
@@ -232,11 +256,26 @@ class Chunks:
             "system_fingerprint": None,
         }
         self.include_usage = include_usage
-        self.extra = {"usage": None} if include_usage else {}
+        self.continuous = continuous
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
 
     def line(self, index: int, delta: dict[str, Any], finish: str | None = None) -> str:
         choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return f"data: {json.dumps({**self.head, 'choices': [choice], **self.extra})}\n\n"
+        extra: dict[str, Any] = {}
+        if self.continuous:
+            extra["usage"] = self._usage()
+        elif self.include_usage:
+            extra["usage"] = None
+        return f"data: {json.dumps({**self.head, 'choices': [choice], **extra})}\n\n"
 
     def usage(self, completion: Completion) -> str:
         return f"data: {json.dumps({**self.head, 'choices': [], 'usage': usage(completion)})}\n\n"
+
+    def _usage(self) -> dict[str, int]:
+        total = self.prompt_tokens + self.completion_tokens
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": total,
+        }

@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from openrft.errors import ConfigError, Problem
-from openrft.inference.schemas import ChatRequest, Completion
+from openrft.inference.schemas import ChatRequest, Completion, Event, Started
 
 if TYPE_CHECKING:
-    from openrft.inference.batching import Event, Job
+    from openrft.inference.batching import Job
 
 DEFAULT_MAX_TOKENS = 256
 """Generation limit when a request gives none."""
@@ -224,7 +224,7 @@ class TransformersBackend:
     def _decode(self, admitted: list[Job], more: bool) -> None:
         """Generate `admitted` in one continuous batch; with `more`, waiting jobs join it as
         rows finish (appended to `admitted`), until no row is left and no job is waiting."""
-        from openrft.inference.batching import Started, finish_job
+        from openrft.inference.batching import finish_job
         from openrft.inference.continuous import Decoder
 
         eos = self.tokenizer.eos_token_id
@@ -252,7 +252,7 @@ class TransformersBackend:
                 ready = self._load_adapters(joining, in_use=decoder.adapters)
                 rows = []
                 for job in ready:
-                    job.emit(Started())
+                    job.emit(Started(len(job.prompt_ids)))
                     rows += job.start(eos, self.tokenizer.decode)
                 if rows:
                     names = [self.adapters.get(r.job.request.adapter or "") for r in rows]
@@ -317,7 +317,7 @@ class TransformersBackend:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
-        from openrft.inference.batching import Row, RowTracker, Started
+        from openrft.inference.batching import Row, RowTracker
         from openrft.inference.structured import ConstrainedLogits
 
         eos = self.tokenizer.eos_token_id
@@ -325,7 +325,7 @@ class TransformersBackend:
         new = sum(job.generated is None for job in jobs)
         for job in jobs:
             if job.generated is None:
-                job.emit(Started())
+                job.emit(Started(len(job.prompt_ids)))
             rows += job.start(eos, self.tokenizer.decode)
         kwargs = self._sampling(jobs[0].request)
         prompts = [row.job.prompt_ids + row.tokens for row in rows]

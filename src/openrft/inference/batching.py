@@ -36,25 +36,7 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria
 
-from openrft.inference.schemas import ChatRequest, Choice, Completion
-
-
-@dataclass
-class Started:
-    """The job's batch has begun generating (its adapter, if any, loaded fine)."""
-
-
-@dataclass
-class Delta:
-    """New text of one choice."""
-
-    index: int
-    """The choice index."""
-    text: str
-
-
-Event = Started | Delta | Completion
-"""What a streaming job's listener receives; a `Completion` is always the last one."""
+from openrft.inference.schemas import ChatRequest, Choice, Completion, Delta, Event
 
 
 @dataclass(eq=False)
@@ -88,6 +70,12 @@ class Job:
         if self.generated is not None:
             return sum(row.finish is None for row in self.generated)
         return 1 if self.request.temperature == 0 else self.request.n
+
+    @property
+    def used(self) -> int:
+        """Completion tokens generated so far, as `usage` counts them (a greedy row once per
+        choice it answers)."""
+        return sum(row.used * len(row.indexes) for row in self.generated or [])
 
     def start(self, eos: int | None, decode: Any) -> list[Row]:
         """The rows to generate in this batch (created on the first)."""
@@ -288,7 +276,7 @@ class Row:
             new, self.text = full[len(self.text) :], full
             if self.job.stream_text:
                 for index in self.indexes:
-                    self.job.emit(Delta(index, new))
+                    self.job.emit(Delta(index, new, self.job.used))
         elif self.finish is not None and not self.job.stream_text:
             self.text = full
 
@@ -350,12 +338,10 @@ class RowTracker(StoppingCriteria):
 def finish_job(job: Job) -> None:
     """Complete `job` from its generated rows."""
     choices: list[Choice] = []
-    used = 0
     for row in job.generated or []:
         if row.finish is None:  # the batch ended without this row reaching an end
             row.finish = "length"
             row._advance()
         choice = job.finish(row.text, row.finish)
         choices += [choice] * len(row.indexes)
-        used += row.used * len(row.indexes)
-    job.done(Completion(choices, len(job.prompt_ids), used))
+    job.done(Completion(choices, len(job.prompt_ids), job.used))

@@ -217,3 +217,27 @@ class Completion:
     """The error message sent with a non-200 status."""
     retry_after: float | None = None
     """`Retry-After` seconds sent with a non-200 status."""
+
+
+@dataclass
+class Started:
+    """The job's batch has begun generating (its adapter, if any, loaded fine)."""
+
+    prompt_tokens: int = 0
+    """The prompt's tokens, as `usage` counts them."""
+
+
+@dataclass
+class Delta:
+    """New text of one choice."""
+
+    index: int
+    """The choice index."""
+    text: str
+    completion_tokens: int = 0
+    """The job's completion tokens so far, every choice's, as `usage` counts them (a running
+    count for `stream_options.continuous_usage_stats`)."""
+
+
+Event = Started | Delta | Completion
+"""What a streaming job's listener receives; a `Completion` is always the last one."""

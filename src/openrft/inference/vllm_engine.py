@@ -31,8 +31,7 @@ from typing import Any
 
 from openrft.inference import structured
 from openrft.inference.backends import DEFAULT_MAX_TOKENS, is_adapter
-from openrft.inference.batching import Delta, Event, Started
-from openrft.inference.schemas import ChatRequest, Choice, Completion
+from openrft.inference.schemas import ChatRequest, Choice, Completion, Delta, Event, Started
 
 MAX_LORA_RANK = 64
 """The largest LoRA rank the engine reserves room for (OpenRFT's default rank is 16)."""
@@ -107,14 +106,15 @@ class VLLMBackend:
             async for final in outputs:
                 if not started:
                     started = True
-                    yield Started()
+                    yield Started(len(ids))
                 if plan.tools:
                     continue
+                used = self._used(final, request)
                 for output in final.outputs:
                     new = output.text[sent.get(output.index, 0) :]
                     if new:
                         sent[output.index] = len(output.text)
-                        yield Delta(output.index, new)
+                        yield Delta(output.index, new, used)
         except (ValueError, RuntimeError, OSError) as exc:  # refused, or an adapter load failed
             yield Completion(status=500, error=f"{type(exc).__name__}: {exc}"[:500])
             return
@@ -127,14 +127,19 @@ class VLLMBackend:
         self, final: Any, prepared: structured.Prepared, request: ChatRequest
     ) -> Completion:
         choices: list[Choice] = []
-        used = 0
         for output in sorted(final.outputs, key=lambda o: o.index):
             finish = "length" if output.finish_reason == "length" else "stop"
             choices.append(prepared.choice(output.text, finish))
-            used += len(output.token_ids)
         if request.temperature == 0 and request.n > 1:  # greedy: one answer, `n` copies
-            choices, used = choices * request.n, used * request.n
-        return Completion(choices, len(final.prompt_token_ids or []), used)
+            choices = choices * request.n
+        return Completion(choices, len(final.prompt_token_ids or []), self._used(final, request))
+
+    @staticmethod
+    def _used(output: Any, request: ChatRequest) -> int:
+        """Completion tokens of a `RequestOutput` so far (vLLM's outputs are cumulative), as
+        `usage` counts them: a greedy answer once per choice it stands for."""
+        used = sum(len(choice.token_ids) for choice in output.outputs)
+        return used * request.n if request.temperature == 0 and request.n > 1 else used
 
     def _params(self, request: ChatRequest, regex: str | None) -> Any:
         from vllm import SamplingParams

@@ -22,15 +22,16 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import anyio
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from openrft.api_errors import NotFoundError, ServerError, redact_paths
-from openrft.inference.app import include_usage
+from openrft.inference.app import continuous_usage, include_usage
 from openrft.inference.backends import is_adapter
 from openrft.inference.schemas import ChatRequest
 from openrft.service.deps import ProjectDep
@@ -40,6 +41,9 @@ from openrft.service.settings import Settings
 from openrft.service.store import Store
 
 router = APIRouter(prefix="/v1/chat", tags=["chat"])
+
+Shown = Literal["running", "final", "none"]
+"""What of a stream's usage its client gets (`relay`)."""
 
 
 def resolve_chat_model(
@@ -77,10 +81,12 @@ async def complete(
     answer names the model `shown_as` (default: `body.model`). SeekrFlow's inference route
     (`flow/inference.py`) answers through here too.
 
-    `on_usage` is called with a streamed answer's `usage` once its last chunk is relayed: the
-    model server is asked for the usage chunk whatever the caller asked, and when the caller did
-    not ask (`stream_options.include_usage`), it is not passed on, nor the chunks' `usage: null`.
-    A stream the client leaves before its end is not counted."""
+    `on_usage` is called once with a streamed answer's `usage`: the model server is asked for
+    the usage so far on every chunk (`include_usage` and `continuous_usage_stats`) whatever the
+    caller asked, so the tokens of a stream the client leaves before its end are counted too, as
+    far as the model server had streamed them. The caller gets only the usage it asked for:
+    none, `usage: null` on each chunk and the usage chunk (`include_usage`), or the running
+    counts too (`continuous_usage_stats` as well)."""
     state = request.app.state
     shown = shown_as or body.model
     base, adapter = await run_in_threadpool(
@@ -91,10 +97,13 @@ async def complete(
     upstream.update(stream=body.stream, adapter=adapter)
     if not body.stream:
         upstream.pop("stream_options", None)
-    asked_usage = include_usage(body)
+    shown_usage: Shown = (
+        "running" if continuous_usage(body) else "final" if include_usage(body) else "none"
+    )
     if body.stream and on_usage is not None:
         options = upstream.get("stream_options")
-        upstream["stream_options"] = {**(options or {}), "include_usage": True}
+        running = {"include_usage": True, "continuous_usage_stats": True}
+        upstream["stream_options"] = {**(options or {}), **running}
     answer = await _answer(servers, base, upstream, shown)
     if answer.status_code != 200 or not body.stream:
         data = await _read(answer, shown, servers.settings)
@@ -103,7 +112,7 @@ async def complete(
         data["model"] = shown
         return data
     return StreamingResponse(
-        relay(answer, shown, on_usage, pass_usage=asked_usage or on_usage is None),
+        relay(answer, shown, on_usage, shown_usage if on_usage is not None else "running"),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache"},
     )
@@ -192,11 +201,18 @@ async def relay(
     answer: httpx.Response,
     model: str,
     on_usage: Callable[[dict[str, Any]], Any] | None = None,
-    pass_usage: bool = True,
+    shown_usage: Shown = "running",
 ) -> AsyncIterator[str]:
     """The model server's events, each chunk naming `model`; a failure mid-stream is sent as
-    an `error` event, as OpenAI does. The usage chunk goes to `on_usage` (in a worker thread,
-    after the chunk before it was sent) and, with `pass_usage`, to the client."""
+    an `error` event, as OpenAI does.
+
+    `on_usage` (run in a worker thread) gets the usage chunk's `usage` after the chunk before it
+    was sent, or, when the stream ends without one (the client left, the server failed), the
+    last running usage a chunk carried (`continuous_usage_stats`), if any: once either way.
+    `shown_usage` is what of the usage the client gets: `running` (as the server sent it),
+    `final` (`usage: null` on each chunk, then the usage chunk) or `none`."""
+    running: dict[str, Any] | None = None
+    counted = on_usage is None
     try:
         async for line in answer.aiter_lines():
             if not line.startswith("data: "):
@@ -204,15 +220,22 @@ async def relay(
             data = line.removeprefix("data: ")
             if data != "[DONE]":
                 chunk = json.loads(data)
+                if not isinstance(chunk, dict):
+                    raise ValueError("a chunk that is not a JSON object")
                 if "model" in chunk:
                     chunk["model"] = model
-                usage = chunk.get("usage") if isinstance(chunk, dict) else None
-                if isinstance(usage, dict) and on_usage is not None:
-                    await run_in_threadpool(on_usage, usage)
-                if not pass_usage and isinstance(chunk, dict) and "usage" in chunk:
+                usage, last = chunk.get("usage"), not chunk.get("choices")
+                if isinstance(usage, dict) and not last:
+                    running = usage
+                if isinstance(usage, dict) and last and not counted:
+                    counted = True
+                    await run_in_threadpool(on_usage, usage)  # type: ignore[arg-type]
+                if shown_usage == "none" and "usage" in chunk:
+                    if last:
+                        continue  # the usage chunk itself
                     del chunk["usage"]
-                    if not chunk.get("choices"):  # the usage chunk itself
-                        continue
+                elif shown_usage == "final" and "usage" in chunk and not last:
+                    chunk["usage"] = None  # OpenAI's running chunks
                 data = json.dumps(chunk)
             yield f"data: {data}\n\n"
     except (httpx.TransportError, ValueError) as exc:  # died, timed out, or sent garbage
@@ -220,4 +243,8 @@ async def relay(
         error = {"message": message, "type": "server_error", "code": "model_server_error"}
         yield f"data: {json.dumps({'error': error})}\n\n"
     finally:
-        await answer.aclose()
+        # a client that left cancels this generator: the bookkeeping must still run
+        with anyio.CancelScope(shield=True):
+            if not counted and running is not None:
+                await run_in_threadpool(on_usage, running)  # type: ignore[arg-type]
+            await answer.aclose()

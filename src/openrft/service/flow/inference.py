@@ -6,8 +6,9 @@ model servers as OpenAI's route (`chat.complete`), streaming included.
   `Active` (`fine_tuning.promote(id)`, `deployments.promote(id)`); a 400 says how otherwise;
 - anything OpenAI's route takes (a base model, an `ft:` or checkpoint model), as it is.
 
-The answer names the model as asked, and its tokens are added to the deployment's totals (a
-streamed answer's once its usage chunk came: `chat.complete`'s `on_usage`).
+The answer names the model as asked, and its tokens are added to the deployment's totals; a
+streamed answer's too, from the usage the model server sends on every chunk, so a stream its
+client leaves early counts what had been streamed by then (`chat.complete`'s `on_usage`).
 SeekrFlow's sampling fields OpenRFT's model servers do not have (`top_k`,
 `repetition_penalty`, `echo`, `safety_model`, `logprobs`) are accepted and not applied.
 """
