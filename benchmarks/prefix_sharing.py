@@ -233,6 +233,9 @@ def main() -> None:
     if unknown:
         parser.error(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     chosen = ["trl", *(v for v in VARIANTS if v in asked and v != "trl")]
+    unknown = sorted(set(opts.shapes.split(",")) - set(SHAPES))
+    if unknown:
+        parser.error(f"--shapes: unknown {', '.join(unknown)}; choose from {', '.join(SHAPES)}")
     warnings.filterwarnings("ignore")
     if opts.worker:
         shape, variant, model, out = opts.worker

@@ -186,6 +186,10 @@ def test_cpu_head_equals_trls_fused_forward(tiny: Path, shifted: bool) -> None:
     # a call without the fused head is the model's own
     model = fused(tiny, True)
     assert model(input_ids=ids).logits.shape == (3, 9, model.config.vocab_size)
+    # and one with the head but no labels fails as TRL's does (it was an assertion of ours)
+    for ours in (False, True):
+        with pytest.raises(TypeError):
+            fused(tiny, ours)(input_ids=ids, fused_lm_head=True)
 
 
 def test_models_it_does_not_cover_keep_trls_head(tiny: Path) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import types
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -252,6 +252,7 @@ def cpu_lm_head(
             not fused_lm_head
             or head.weight.device.type != "cpu"
             or kwargs.get("output_router_logits")
+            or (labels is None and shift_labels is None)  # TRL's head says what is missing
         ):
             return fused(
                 *args,
@@ -264,8 +265,7 @@ def cpu_lm_head(
         kwargs["use_cache"] = False
         hidden = self.base_model(*args, **kwargs).last_hidden_state
         if shift_labels is None:
-            assert labels is not None
-            hidden, shift_labels = hidden[:, :-1], labels[:, 1:]
+            hidden, shift_labels = hidden[:, :-1], cast(torch.Tensor, labels)[:, 1:]
         mask = shift_labels != -100
         picked = hidden[mask]
         context: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
