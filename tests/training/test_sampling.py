@@ -43,6 +43,17 @@ def test_draw_takes_unnormalised_rows_and_tiny_masses() -> None:
     assert sampling.draw(one_hot).tolist() == [0, 1, 2, 49150, 49151]
 
 
+def test_draw_with_a_generator_repeats_and_leaves_the_global_stream_alone() -> None:
+    probs = torch.softmax(torch.randn(3, 1000, generator=torch.Generator().manual_seed(3)), -1)
+    first = sampling.draw(probs, torch.Generator().manual_seed(7))
+    assert torch.equal(first, sampling.draw(probs, torch.Generator().manual_seed(7)))
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    torch.manual_seed(0)
+    sampling.draw(probs, torch.Generator().manual_seed(7))
+    assert torch.equal(torch.rand(4), expected)  # a seeded request's draws are its own
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0.0])
 def test_draw_refuses_rows_multinomial_refuses(bad: float) -> None:
     probs = torch.full((2, 4), 0.25)

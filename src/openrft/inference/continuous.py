@@ -17,7 +17,9 @@ Llama, Qwen2, SmolLM2, Mistral without a sliding window...); `supported` tells, 
 falls back to static batching with `generate` (`batching.py`) for the others.
 
 Sampling follows OpenAI's parameters: temperature, then top-p (nucleus: the smallest set of
-tokens whose probability reaches `top_p`), no top-k. Importing this module imports torch.
+tokens whose probability reaches `top_p`), no top-k; the token is drawn by inverse transform
+(`sampling.draw`, ~0.13 ms a row over SmolLM2's vocabulary where `torch.multinomial` takes
+~1.6 ms). Importing this module imports torch.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from transformers.cache_utils import DynamicLayer
 
 from openrft.inference.batching import Job, Row
 from openrft.inference.constrained import RowState
+from openrft.training.sampling import draw
 
 
 def supported(model: Any) -> bool:
@@ -340,7 +343,7 @@ def pick(
         before = ordered.cumsum(-1) - ordered  # probability of the tokens ranked above each
         ordered[before >= top_p] = 0.0  # the first token always stays
         probs = torch.zeros_like(probs).scatter_(-1, order, ordered)
-    return int(torch.multinomial(probs, 1, generator=generator))
+    return int(draw(probs[None], generator)[0])
 
 
 def _row(layer: DynamicLayer, i: int, columns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,9 +32,11 @@ if TYPE_CHECKING:
     import torch
 
 
-def draw(probs: torch.Tensor) -> torch.Tensor:
+def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """One index per row of `probs` (`[rows, vocab]`, each row non-negative with a positive
-    finite sum, as softmax gives), drawn with probability proportional to its entry.
+    finite sum, as softmax gives), drawn with probability proportional to its entry; the
+    uniforms come from `generator` when one is given (a seeded request), as
+    `torch.multinomial(..., generator=)`'s would.
 
     Exact up to float64 rounding of the cumulative sums (~1e-16 of a row's mass, far below the
     float32 probabilities' own precision): `u` is uniform on `[0, total)`, and the index found
@@ -47,7 +49,8 @@ def draw(probs: torch.Tensor) -> torch.Tensor:
     total = cdf[:, -1:]
     if not bool((torch.isfinite(total) & (total > 0)).all()):
         raise RuntimeError("probability tensor contains either `inf`, `nan`, or a row with no mass")
-    u = torch.rand(total.shape, dtype=torch.float64, device=probs.device) * total
+    u = torch.rand(total.shape, dtype=torch.float64, device=probs.device, generator=generator)
+    u = u * total
     u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))
     return torch.searchsorted(cdf, u, right=True).squeeze(1)
 
