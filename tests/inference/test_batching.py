@@ -113,8 +113,14 @@ def test_only_compatible_requests_share_a_batch() -> None:
     assert gather([job(n=16)], max_rows=4, max_adapters=1)[0].rows == 16  # too big: alone
 
 
-def test_sampling_requests_batch_and_seeded_ones_run_alone(tiny_llama: Path) -> None:
-    backend = TransformersBackend(tiny_llama, batch_window=FOREVER, max_batch_rows=4)
+@pytest.mark.parametrize("continuous", [True, False], ids=["continuous", "static"])
+def test_sampling_requests_batch_and_seeded_ones_run_alone(
+    tiny_llama: Path, continuous: bool
+) -> None:
+    backend = TransformersBackend(
+        tiny_llama, batch_window=FOREVER, max_batch_rows=4, continuous=continuous
+    )
+    assert backend.continuous == continuous
     sampled = [body(p, temperature=0.7, max_tokens=4, n=2) for p in PROMPTS[:2]]
     with serve_in_thread(create_app(backend)) as url:
         answers = [a.json() for a in asyncio.run(post_all(url, sampled))]

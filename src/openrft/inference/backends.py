@@ -319,6 +319,7 @@ class TransformersBackend:
 
         from openrft.inference.batching import Row, RowTracker
         from openrft.inference.structured import ConstrainedLogits
+        from openrft.training.sampling import sampled_fast
 
         eos = self.tokenizer.eos_token_id
         rows: list[Row] = []
@@ -344,7 +345,7 @@ class TransformersBackend:
         tracker = RowTracker(rows, (lambda: self.scheduler.waiting(key)) if resumable else None)
         self.generate_calls += 1
         self.batched_requests += new
-        with torch.no_grad():
+        with torch.no_grad(), sampled_fast(self.model):  # sampled rows: `sampling.draw`
             self.model.generate(
                 **kwargs,
                 max_new_tokens=max(row.job.limit - len(row.tokens) for row in rows),
