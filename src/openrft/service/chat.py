@@ -245,6 +245,8 @@ async def relay(
     finally:
         # a client that left cancels this generator: the bookkeeping must still run
         with anyio.CancelScope(shield=True):
-            if not counted and running is not None:
-                await run_in_threadpool(on_usage, running)  # type: ignore[arg-type]
-            await answer.aclose()
+            try:
+                if not counted and running is not None:
+                    await run_in_threadpool(on_usage, running)  # type: ignore[arg-type]
+            finally:
+                await answer.aclose()
