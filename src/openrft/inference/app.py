@@ -273,9 +273,6 @@ class Chunks:
         return f"data: {json.dumps({**self.head, 'choices': [], 'usage': usage(completion)})}\n\n"
 
     def _usage(self) -> dict[str, int]:
-        total = self.prompt_tokens + self.completion_tokens
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": total,
-        }
+        return usage(
+            Completion(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens)
+        )
